@@ -1,0 +1,420 @@
+//! The C ABI: the only module that knows about C. Each export checks its
+//! pointers and arguments, runs its body inside [`ffi_boundary!`] (no panic
+//! reaches C), maps errors to the fixed `LOCKING_E_*` codes, sets `errno`
+//! for I/O failures and keeps the calling thread's last error message.
+
+use crate::error::Error;
+use crate::locker::Locker;
+use crate::open_locked::{open_locked, LockedFile};
+use crate::options::Method;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr, CString, OsStr};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The lock is a directory made with mkdir(2) (prepared privately, then
+/// renamed into place). Works on every local file system.
+pub const LOCKING_METHOD_MKDIR: c_int = 0;
+/// The lock is a regular file created exclusively (O_TMPFILE or
+/// O_CREAT|O_EXCL, then link(2)).
+pub const LOCKING_METHOD_OPENCREATE: c_int = 1;
+/// No locking at all: every lock succeeds at once. For tests.
+pub const LOCKING_METHOD_FAKE: c_int = 2;
+/// A kernel-held lock on a lock file (Linux open file description lock,
+/// F_OFD_SETLK); the kernel drops it when the holder dies.
+pub const LOCKING_METHOD_KERNEL: c_int = 3;
+
+/// Success.
+pub const LOCKING_OK: c_int = 0;
+/// LockerFailed: locker_lock() timed out.
+pub const LOCKING_E_LOCKER_FAILED: c_int = -1;
+/// CannotGetLock: open_locked_fd() timed out.
+pub const LOCKING_E_CANNOT_GET_LOCK: c_int = -2;
+/// An argument was rejected: NULL where not allowed, empty objname, NaN
+/// timeout or expire, unknown method, a lock entry of another method, ...
+pub const LOCKING_E_INVALID_ARGUMENT: c_int = -3;
+/// An OS call failed: errno is set, and locking_last_error() names the call
+/// and the path.
+pub const LOCKING_E_IO: c_int = -4;
+/// locker_lock() on a Locker that holds its lock (locks are not reentrant;
+/// this error replaces a deadlock).
+pub const LOCKING_E_ALREADY_LOCKED: c_int = -5;
+/// locker_unlock()/locker_refresh()/locker_check() on a Locker that does not
+/// hold its lock; close_locked_fd() on an fd that did not come from
+/// open_locked_fd().
+pub const LOCKING_E_NOT_LOCKED: c_int = -6;
+/// The lock was broken by another party after `expire`: reported, never
+/// hidden.
+pub const LOCKING_E_LOCK_LOST: c_int = -7;
+/// A bug in the library (a caught Rust panic); nothing unwinds into C.
+pub const LOCKING_E_INTERNAL: c_int = -8;
+
+/// A timeout that never ends.
+pub const LOCKING_WAIT_FOREVER: f64 = -1.0;
+/// An expire that never breaks a lock.
+pub const LOCKING_NEVER_EXPIRE: f64 = 0.0;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn set_errno(v: c_int) {
+    // SAFETY: errno is thread-local and always writable.
+    unsafe { *libc::__errno_location() = v };
+}
+
+/// Records `err` as the thread's last error and returns its code.
+fn fail(err: Error) -> c_int {
+    let code = match &err {
+        Error::LockerFailed { .. } => LOCKING_E_LOCKER_FAILED,
+        Error::CannotGetLock { .. } => LOCKING_E_CANNOT_GET_LOCK,
+        Error::InvalidArgument(_) => LOCKING_E_INVALID_ARGUMENT,
+        Error::Io { .. } => LOCKING_E_IO,
+        Error::AlreadyLocked(_) => LOCKING_E_ALREADY_LOCKED,
+        Error::NotLocked(_) => LOCKING_E_NOT_LOCKED,
+        Error::LockLost(_) => LOCKING_E_LOCK_LOST,
+    };
+    set_last_error(&err.to_string());
+    if let Some(e) = err.raw_os_error() {
+        set_errno(e);
+    }
+    code
+}
+
+fn invalid(msg: &str) -> c_int {
+    fail(Error::InvalidArgument(msg.to_string()))
+}
+
+/// Runs an export's body; a panic becomes `LOCKING_E_INTERNAL` (or the
+/// given value for functions that return no code).
+macro_rules! ffi_boundary {
+    ($on_panic:expr, $body:block) => {{
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(v) => v,
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                set_last_error(&format!(
+                    "internal error (a bug in liblocking, please report it): {what}"
+                ));
+                $on_panic
+            }
+        }
+    }};
+}
+
+/// The bytes of a C string argument.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    // SAFETY: per the caller.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+fn result(r: crate::Result<()>) -> c_int {
+    match r {
+        Ok(()) => LOCKING_OK,
+        Err(e) => fail(e),
+    }
+}
+
+/// Creates a Locker for `objname` in namespace `ns` inside `lockdir`. It
+/// does not lock.
+///
+/// - `objname`: required, non-empty; any bytes (slashes, `..`, UTF-8 or not,
+///   any length) are a valid name.
+/// - `lockdir`: required; created with its parents if it does not exist.
+/// - `ns`: the namespace; NULL means the empty namespace.
+/// - `timeout` (seconds): `< 0` (LOCKING_WAIT_FOREVER) waits forever, `0`
+///   tries once, `> 0` waits at most about that long; NaN is invalid.
+/// - `expire` (seconds): `<= 0` (LOCKING_NEVER_EXPIRE) never breaks a live
+///   holder's lock; `> 0` lets this Locker break a lock older than that.
+///   Locks of holders that died on this machine are broken at once anyway.
+/// - `method`: one of the LOCKING_METHOD_* values.
+/// - `out`: receives the new Locker, written only on success. The caller
+///   owns it and frees it with locker_free().
+///
+/// Returns LOCKING_OK, LOCKING_E_INVALID_ARGUMENT (NULL pointer, empty
+/// objname or lockdir, NaN, unknown method) or LOCKING_E_IO (the lock
+/// directory cannot be created or opened; errno is set).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn locker_new(
+    objname: *const c_char,
+    lockdir: *const c_char,
+    ns: *const c_char,
+    timeout: f64,
+    expire: f64,
+    method: c_int,
+    out: *mut *mut Locker,
+) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        if out.is_null() {
+            return invalid("locker_new: out is NULL");
+        }
+        // SAFETY: NULL or NUL-terminated, per the contract.
+        let (Some(obj), Some(dir)) = (unsafe { bytes(objname) }, unsafe { bytes(lockdir) }) else {
+            return invalid("locker_new: objname and lockdir must not be NULL");
+        };
+        // SAFETY: as above.
+        let ns = unsafe { bytes(ns) }.unwrap_or(b"");
+        let Some(method) = Method::from_int(method) else {
+            return invalid(&format!("locker_new: unknown method {method}"));
+        };
+        match Locker::new(
+            obj,
+            Path::new(OsStr::from_bytes(dir)),
+            ns,
+            timeout,
+            expire,
+            method,
+        ) {
+            Ok(l) => {
+                // SAFETY: checked non-NULL; written only on success.
+                unsafe { *out = Box::into_raw(Box::new(l)) };
+                LOCKING_OK
+            }
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// Acquires the lock, waiting up to the Locker's timeout.
+///
+/// Returns LOCKING_OK; LOCKING_E_LOCKER_FAILED when the timeout ran out;
+/// LOCKING_E_ALREADY_LOCKED when this Locker holds the lock already;
+/// LOCKING_E_INVALID_ARGUMENT for NULL or when the lock entry belongs to
+/// another method; LOCKING_E_IO when an OS call failed (errno is set).
+///
+/// # Safety
+/// `locker` is NULL or a live pointer from locker_new(), not used by another
+/// thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn locker_lock(locker: *mut Locker) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        // SAFETY: per the contract.
+        match unsafe { locker.as_mut() } {
+            Some(l) => result(l.lock()),
+            None => invalid("locker_lock: locker is NULL"),
+        }
+    })
+}
+
+/// Releases the lock; the Locker may lock again afterwards.
+///
+/// Returns LOCKING_OK; LOCKING_E_NOT_LOCKED when this Locker does not hold
+/// the lock (also in a child process that inherited a held Locker: the
+/// parent's lock is never released by the child); LOCKING_E_LOCK_LOST when
+/// another party broke the lock after `expire` (the new holder is left
+/// untouched, and this Locker no longer holds anything);
+/// LOCKING_E_INVALID_ARGUMENT for NULL; LOCKING_E_IO on an OS failure.
+///
+/// # Safety
+/// As for locker_lock().
+#[no_mangle]
+pub unsafe extern "C" fn locker_unlock(locker: *mut Locker) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        // SAFETY: per the contract.
+        match unsafe { locker.as_mut() } {
+            Some(l) => result(l.unlock()),
+            None => invalid("locker_unlock: locker is NULL"),
+        }
+    })
+}
+
+/// Renews the age of a held lock, so a long-running holder is not broken
+/// by waiters whose `expire` would otherwise run out.
+///
+/// Returns LOCKING_OK; LOCKING_E_LOCK_LOST if the lock was broken already;
+/// LOCKING_E_NOT_LOCKED if this Locker does not hold it;
+/// LOCKING_E_INVALID_ARGUMENT for NULL; LOCKING_E_IO on an OS failure.
+///
+/// # Safety
+/// As for locker_lock().
+#[no_mangle]
+pub unsafe extern "C" fn locker_refresh(locker: *mut Locker) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        // SAFETY: per the contract.
+        match unsafe { locker.as_mut() } {
+            Some(l) => result(l.refresh()),
+            None => invalid("locker_refresh: locker is NULL"),
+        }
+    })
+}
+
+/// Tells whether this Locker still holds its lock.
+///
+/// Returns LOCKING_OK if it does; LOCKING_E_LOCK_LOST if it was broken by
+/// another party; LOCKING_E_NOT_LOCKED if it does not hold it;
+/// LOCKING_E_INVALID_ARGUMENT for NULL; LOCKING_E_IO on an OS failure.
+///
+/// # Safety
+/// `locker` is NULL or a live pointer from locker_new().
+#[no_mangle]
+pub unsafe extern "C" fn locker_check(locker: *const Locker) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        // SAFETY: per the contract.
+        match unsafe { locker.as_ref() } {
+            Some(l) => result(l.check()),
+            None => invalid("locker_check: locker is NULL"),
+        }
+    })
+}
+
+/// Releases the lock if this Locker holds it, then frees the Locker.
+/// NULL is a no-op. In a child process after fork(), frees the child's
+/// copy only: the parent's lock stays held.
+///
+/// # Safety
+/// `locker` is NULL or a pointer from locker_new() that is not used again.
+#[no_mangle]
+pub unsafe extern "C" fn locker_free(locker: *mut Locker) {
+    ffi_boundary!((), {
+        if !locker.is_null() {
+            // SAFETY: it came from Box::into_raw in locker_new.
+            drop(unsafe { Box::from_raw(locker) });
+        }
+    })
+}
+
+/// Files opened by open_locked_fd(), by descriptor, with the inode they were
+/// opened on (so a reused descriptor number is not taken for ours).
+static OPEN_FILES: Mutex<Option<HashMap<c_int, (LockedFile, (u64, u64))>>> = Mutex::new(None);
+
+fn inode_of(fd: c_int) -> Option<(u64, u64)> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on any int is safe; st is writable.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Opens `filename` for reading and writing with an exclusive cooperative
+/// lock: created with mode 0666 & ~umask if missing, positioned at offset
+/// 0, close-on-exec. Every path that reaches the same file takes the same
+/// lock (the lock name is the file's canonical path).
+///
+/// - `timeout`, `expire`, `method`: as for locker_new().
+/// - `lockdir`: where the lock lives; NULL means the file's own directory.
+///
+/// Returns the file descriptor (>= 0), owned by the caller, which must
+/// release it with close_locked_fd(). A descriptor closed with plain
+/// close() keeps its lock until `expire` runs out or, since the holder is
+/// then judged alive, until the process exits (KERNEL: until the process
+/// exits). On failure returns LOCKING_E_CANNOT_GET_LOCK (timeout),
+/// LOCKING_E_INVALID_ARGUMENT (NULL or empty filename, NaN, unknown method)
+/// or LOCKING_E_IO (the file or lock directory cannot be opened; errno set).
+///
+/// # Safety
+/// `filename` and `lockdir` are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn open_locked_fd(
+    filename: *const c_char,
+    timeout: f64,
+    lockdir: *const c_char,
+    expire: f64,
+    method: c_int,
+) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        // SAFETY: per the contract.
+        let Some(name) = (unsafe { bytes(filename) }) else {
+            return invalid("open_locked_fd: filename is NULL");
+        };
+        // SAFETY: per the contract.
+        let dir = unsafe { bytes(lockdir) }.map(|d| Path::new(OsStr::from_bytes(d)));
+        let Some(method) = Method::from_int(method) else {
+            return invalid(&format!("open_locked_fd: unknown method {method}"));
+        };
+        match open_locked(
+            Path::new(OsStr::from_bytes(name)),
+            timeout,
+            dir,
+            expire,
+            method,
+        ) {
+            Ok(f) => {
+                let fd = f.file().as_raw_fd();
+                let ino = inode_of(fd).unwrap_or_default();
+                let mut map = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+                map.get_or_insert_with(HashMap::new).insert(fd, (f, ino));
+                fd
+            }
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// Releases the lock of a descriptor from open_locked_fd() and closes it.
+///
+/// Returns LOCKING_OK; LOCKING_E_NOT_LOCKED when `fd` did not come from
+/// open_locked_fd() (or was closed already: the descriptor is then left
+/// alone); LOCKING_E_LOCK_LOST when the lock had been broken after `expire`
+/// (the descriptor is closed all the same); LOCKING_E_IO on an OS failure.
+/// In a child process after fork(), closes the child's descriptor and
+/// leaves the parent's lock held.
+#[no_mangle]
+pub extern "C" fn close_locked_fd(fd: c_int) -> c_int {
+    ffi_boundary!(LOCKING_E_INTERNAL, {
+        let taken = {
+            let mut guard = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+            let map = guard.get_or_insert_with(HashMap::new);
+            match map.get(&fd) {
+                Some((_, ino)) if inode_of(fd) == Some(*ino) => map.remove(&fd).map(|(f, _)| f),
+                _ => None,
+            }
+        };
+        match taken {
+            Some(f) => result(f.close()),
+            None => fail(Error::NotLocked(format!(
+                "fd {fd} did not come from open_locked_fd()"
+            ))),
+        }
+    })
+}
+
+/// A static description of a return code, for any int; never NULL.
+#[no_mangle]
+pub extern "C" fn locking_strerror(code: c_int) -> *const c_char {
+    let s: &'static CStr = match code {
+        LOCKING_OK => c"success",
+        LOCKING_E_LOCKER_FAILED => c"LockerFailed: the lock could not be had within the timeout",
+        LOCKING_E_CANNOT_GET_LOCK => {
+            c"CannotGetLock: the file's lock could not be had within the timeout"
+        }
+        LOCKING_E_INVALID_ARGUMENT => c"invalid argument",
+        LOCKING_E_IO => c"an operating system call failed (see errno)",
+        LOCKING_E_ALREADY_LOCKED => c"this Locker already holds its lock",
+        LOCKING_E_NOT_LOCKED => c"not locked by this Locker or descriptor",
+        LOCKING_E_LOCK_LOST => c"the lock was broken by another party after its expire time",
+        LOCKING_E_INTERNAL => c"internal error in liblocking",
+        _ => c"unknown liblocking return code",
+    };
+    s.as_ptr()
+}
+
+/// A message about the calling thread's most recent failure (which call,
+/// which path, the OS error); "" when there was none; never NULL. The
+/// string stays valid until the next failing liblocking call on this
+/// thread.
+#[no_mangle]
+pub extern "C" fn locking_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// The library version, e.g. "0.1.0"; a static string, never NULL.
+#[no_mangle]
+pub extern "C" fn locking_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

@@ -1,0 +1,273 @@
+//! `Locker`: a lock on a name in a namespace, with the waiting loop that
+//! drives a method's protocol steps (try, judge the holder, break a stale
+//! lock, wait for an event).
+
+use crate::error::{Error, Result};
+use crate::lockdir::{Entry, LockDir};
+use crate::method::{self, Attempt, Backend, Holder, Stale};
+use crate::name;
+use crate::options::{Expire, Method, Timeout};
+use crate::owner::{self, Liveness, Record};
+use crate::wait::{Waiter, Woke};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A cooperative lock on `(lockdir, ns, objname)`.
+///
+/// Every method but `Fake` excludes every other Locker of the same name,
+/// in this thread, other threads and other processes. Dropping a Locker
+/// releases its lock. Locks are not reentrant.
+#[derive(Debug)]
+pub struct Locker {
+    display: String,
+    entry: Entry,
+    timeout: Timeout,
+    expire: Expire,
+    method: Method,
+    backend: Box<dyn Backend>,
+    held: Option<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    token: String,
+    /// The process that acquired it: after fork() the child does not hold it.
+    pid: u32,
+}
+
+/// How long to wait before looking again at a lock that another party is
+/// busy releasing or breaking.
+const BUSY_RETRY: Duration = Duration::from_millis(2);
+
+static TOKEN_BASE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh acquisition token: a random 64-bit prefix drawn once per process
+/// (drawn again after fork) and a counter. Unique without a syscall per lock.
+fn next_token() -> String {
+    let pid = std::process::id();
+    let base = {
+        let mut b = TOKEN_BASE.lock().unwrap_or_else(|e| e.into_inner());
+        if b.0 != pid {
+            let r = crate::sys::random16();
+            *b = (pid, u64::from_le_bytes(r[..8].try_into().expect("8 bytes")));
+        }
+        b.1
+    };
+    let n = TOKEN_COUNT.fetch_add(1, Ordering::Relaxed);
+    format!("{base:016x}{n:016x}")
+}
+
+impl Locker {
+    /// A Locker for `objname` in namespace `ns` under `lockdir` (created
+    /// with its parents if missing). Does not lock.
+    ///
+    /// `timeout`: `< 0` waits forever, `0` tries once, `> 0` waits at most
+    /// about that many seconds. `expire`: `<= 0` never breaks a live
+    /// holder's lock; `> 0` lets a waiter break a lock older than that.
+    pub fn new(
+        objname: &[u8],
+        lockdir: &Path,
+        ns: &[u8],
+        timeout: f64,
+        expire: f64,
+        method: Method,
+    ) -> Result<Locker> {
+        if objname.is_empty() {
+            return Err(Error::InvalidArgument("objname is empty".into()));
+        }
+        let timeout = Timeout::from_secs(timeout)?;
+        let expire = Expire::from_secs(expire)?;
+        let dir = LockDir::open(lockdir)?;
+        Ok(Locker {
+            display: name::display_name(ns, objname),
+            entry: Entry::new(dir, name::entry_name(ns, objname)),
+            timeout,
+            expire,
+            method,
+            backend: method::backend(method),
+            held: None,
+        })
+    }
+
+    /// The method this Locker uses.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The path of the lock entry in the lock directory.
+    pub fn entry_path(&self) -> String {
+        self.entry.path()
+    }
+
+    /// True while this Locker holds its lock (in this process).
+    pub fn is_locked(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|h| h.pid == std::process::id())
+    }
+
+    /// Drops a lock inherited across fork() without touching it.
+    fn forget_inherited(&mut self) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.pid != std::process::id())
+        {
+            self.held = None;
+            self.backend.abandon();
+        }
+    }
+
+    /// Acquires the lock, waiting as the timeout allows.
+    ///
+    /// Errors: `LockerFailed` when the timeout ran out, `AlreadyLocked` when
+    /// this Locker holds it already, `Io`/`InvalidArgument` on failures.
+    pub fn lock(&mut self) -> Result<()> {
+        self.forget_inherited();
+        if self.held.is_some() {
+            return Err(Error::AlreadyLocked(self.display.clone()));
+        }
+        let deadline = match self.timeout {
+            Timeout::Forever => None,
+            Timeout::After(d) => Some(Instant::now() + d),
+        };
+        // The kernel can do the whole wait when there is nothing to break.
+        let block = self.timeout == Timeout::Forever && self.expire == Expire::Never;
+        let mut waiter: Option<Waiter> = None;
+        let result = loop {
+            let record = Record::new(self.method.name(), &next_token());
+            let attempt = match self.backend.try_acquire(&self.entry, &record, block) {
+                Ok(a) => a,
+                Err(e) => break Err(e),
+            };
+            let holder = match attempt {
+                Attempt::Acquired => {
+                    self.held = Some(Held {
+                        token: record.token,
+                        pid: std::process::id(),
+                    });
+                    break Ok(());
+                }
+                Attempt::Retry => continue,
+                Attempt::Busy(h) => h,
+            };
+            if let Some(r) = &holder.record {
+                if r.method != self.method.name() {
+                    break Err(Error::InvalidArgument(format!(
+                        "{} is locked with method {}, this Locker uses {}: all parties must use the same method",
+                        self.entry.path(),
+                        r.method,
+                        self.method.name()
+                    )));
+                }
+            }
+            let (stale, expires_at) = self.judge(&holder);
+            let holder_id = holder.record.as_ref().map(|r| r.owner.clone());
+            let mut busy_elsewhere = false;
+            if let Some(why) = stale {
+                match self.backend.break_stale(&self.entry, holder, why) {
+                    Ok(true) => continue,
+                    Ok(false) => busy_elsewhere = true,
+                    Err(e) => break Err(e),
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break Err(Error::LockerFailed {
+                    name: self.display.clone(),
+                    timeout: self.timeout.as_secs(),
+                });
+            }
+            let Some(w) = waiter.as_mut() else {
+                // First failure: set up the watch, then try once more so
+                // that a release between our try and the watch is not missed.
+                waiter = Some(Waiter::new(&self.entry, self.backend.wake_mask()));
+                self.backend.waiting(&self.entry, true);
+                continue;
+            };
+            // Somebody else is releasing or breaking this very lock: look
+            // again shortly rather than spin.
+            let expires_at = if busy_elsewhere {
+                Some(Instant::now() + BUSY_RETRY)
+            } else {
+                expires_at
+            };
+            let until = match (deadline, expires_at) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            };
+            if w.wait(until, holder_id.as_ref()) == Woke::HolderExited {
+                continue;
+            }
+        };
+        if waiter.is_some() {
+            self.backend.waiting(&self.entry, false);
+        }
+        result
+    }
+
+    /// Decides whether `holder` may be broken now, and if not, when its
+    /// lock will expire.
+    fn judge(&self, holder: &Holder) -> (Option<Stale>, Option<Instant>) {
+        if owner::judge(holder.record.as_ref(), &owner::identity()) == Liveness::Dead {
+            return (Some(Stale::Dead), None);
+        }
+        let (Expire::After(expire), Some(mtime)) = (self.expire, holder.mtime) else {
+            return (None, None);
+        };
+        let age = SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or(Duration::ZERO);
+        if age >= expire {
+            (Some(Stale::Expired(expire)), None)
+        } else {
+            (None, Some(Instant::now() + (expire - age)))
+        }
+    }
+
+    fn held_token(&mut self) -> Result<String> {
+        self.forget_inherited();
+        match &self.held {
+            Some(h) => Ok(h.token.clone()),
+            None => Err(Error::NotLocked(self.display.clone())),
+        }
+    }
+
+    /// Releases the lock. The Locker may lock again afterwards.
+    ///
+    /// Errors: `NotLocked` when it does not hold the lock (also in a child
+    /// after fork()), `LockLost` when another party broke it (the lock is
+    /// then no longer held, and the new holder is left alone).
+    pub fn unlock(&mut self) -> Result<()> {
+        let token = self.held_token()?;
+        self.held = None;
+        self.backend.release(&self.entry, &token)
+    }
+
+    /// `Ok` while this Locker still holds its lock; `LockLost` if it was
+    /// broken; `NotLocked` if it does not hold it.
+    pub fn check(&self) -> Result<()> {
+        match &self.held {
+            Some(h) if h.pid == std::process::id() => self.backend.check(&self.entry, &h.token),
+            _ => Err(Error::NotLocked(self.display.clone())),
+        }
+    }
+
+    /// Renews the lock's age so that a long-running holder is not expired.
+    /// `LockLost` if it was broken already.
+    pub fn refresh(&mut self) -> Result<()> {
+        let token = self.held_token()?;
+        self.backend.refresh(&self.entry, &token)
+    }
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        self.forget_inherited();
+        if let Some(h) = self.held.take() {
+            let _ = self.backend.release(&self.entry, &h.token);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The kernel method (docs/PROTOCOL.md, "kernel"): an open file description
+//! lock (`F_OFD_SETLK`) on byte 0 of a lock file that stays in the lock
+//! directory. The kernel drops it when the holder's last descriptor closes,
+//! so a dead holder never blocks anyone. Byte 1 guards breaking (expire),
+//! byte 2 carries waiters' read locks so a releasing holder knows to wake
+//! them.
+
+use super::{older_than, read_record, Attempt, Backend, Holder, HolderHandle, Stale};
+use crate::error::{Error, Result};
+use crate::lockdir::Entry;
+use crate::owner::{self, Liveness, Record};
+use crate::sys::{self, LockKind};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Size the owner record is padded to, so rewriting it never needs a
+/// truncate.
+const RECORD_SIZE: usize = 512;
+
+#[derive(Debug)]
+struct LockFile {
+    fd: OwnedFd,
+    st: libc::stat,
+    /// The process that opened it: after fork() the child must not use the
+    /// shared open file description (its locks are the parent's).
+    pid: u32,
+}
+
+/// State of one kernel-method Locker.
+#[derive(Debug, Default)]
+pub struct KernelLock {
+    file: Option<LockFile>,
+    waiting: bool,
+}
+
+// `libc::stat` is plain data.
+unsafe impl Send for KernelLock {}
+unsafe impl Sync for KernelLock {}
+
+fn fcntl_err(entry: &Entry, e: i32) -> Error {
+    entry.err("fcntl(F_OFD_SETLK)", e)
+}
+
+fn still_at_entry(entry: &Entry, st: &libc::stat) -> Result<bool> {
+    match sys::lstatat(entry.dirfd(), &entry.cname) {
+        Ok(now) => Ok(sys::same_inode(&now, st)),
+        Err(libc::ENOENT) => Ok(false),
+        Err(e) => Err(entry.err("stat", e)),
+    }
+}
+
+fn wait_byte(entry: &Entry, fd: RawFd, start: i64, len: i64) -> Result<()> {
+    loop {
+        match sys::ofd_wait(fd, LockKind::Write, start, len) {
+            Ok(()) => return Ok(()),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(entry.err("fcntl(F_OFD_SETLKW)", e)),
+        }
+    }
+}
+
+fn not_a_file(entry: &Entry) -> Error {
+    Error::InvalidArgument(format!(
+        "lock entry {} is not a kernel-method lock file: is another party locking this name with another method?",
+        entry.path()
+    ))
+}
+
+impl KernelLock {
+    /// Our lock file at the entry, opened (or created) if needed.
+    fn open(&mut self, entry: &Entry) -> Result<RawFd> {
+        let me = std::process::id();
+        if let Some(f) = &self.file {
+            if f.pid == me {
+                return Ok(f.fd.as_raw_fd());
+            }
+            // Inherited across fork(): close our copy only.
+            self.file = None;
+        }
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0o666) {
+            Ok(fd) => fd,
+            Err(libc::EISDIR) | Err(libc::ELOOP) | Err(libc::ENXIO) => {
+                return Err(not_a_file(entry))
+            }
+            Err(e) => return Err(entry.err("open", e)),
+        };
+        let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(not_a_file(entry));
+        }
+        if let Some(rec) = read_record(fd.as_raw_fd()) {
+            if rec.method != "kernel" {
+                return Err(not_a_file(entry));
+            }
+        }
+        let raw = fd.as_raw_fd();
+        if self.waiting {
+            let _ = sys::ofd_try(raw, LockKind::Read, 2, 1);
+        }
+        self.file = Some(LockFile { fd, st, pid: me });
+        Ok(raw)
+    }
+
+    fn holder(&self, entry: &Entry, fd: RawFd) -> Result<Holder> {
+        let st = sys::fstat(fd).map_err(|e| entry.err("fstat", e))?;
+        Ok(Holder {
+            record: read_record(fd),
+            mtime: Some(sys::mtime(&st)),
+            handle: HolderHandle::OwnFile,
+        })
+    }
+
+    fn held_file(&self, entry: &Entry) -> Result<&LockFile> {
+        match &self.file {
+            Some(f) if f.pid == std::process::id() => Ok(f),
+            _ => Err(Error::NotLocked(entry.path())),
+        }
+    }
+
+    /// The break steps, run while holding byte 1 of our file.
+    fn break_guarded(&mut self, entry: &Entry, fd: RawFd, why: Stale) -> Result<bool> {
+        let st = self.file.as_ref().expect("open").st;
+        if !still_at_entry(entry, &st)? {
+            return Ok(true); // already broken: reopen
+        }
+        if !sys::ofd_conflict(fd, LockKind::Write, 0, 1).map_err(|e| fcntl_err(entry, e))? {
+            return Ok(false); // released meanwhile
+        }
+        let still_stale = match why {
+            Stale::Expired(expire) => {
+                let now = sys::fstat(fd).map_err(|e| entry.err("fstat", e))?;
+                older_than(sys::mtime(&now), expire)
+            }
+            Stale::Dead => {
+                owner::judge(read_record(fd).as_ref(), &owner::identity()) == Liveness::Dead
+            }
+        };
+        if !still_stale {
+            return Ok(false);
+        }
+        match sys::unlinkat(entry.dirfd(), &entry.cname, 0) {
+            Ok(()) | Err(libc::ENOENT) => Ok(true),
+            Err(e) => Err(entry.err("unlink", e)),
+        }
+    }
+}
+
+impl Backend for KernelLock {
+    fn try_acquire(&mut self, entry: &Entry, record: &Record, block: bool) -> Result<Attempt> {
+        loop {
+            let fd = self.open(entry)?;
+            let got = if block {
+                wait_byte(entry, fd, 0, 2)?;
+                true
+            } else {
+                sys::ofd_try(fd, LockKind::Write, 0, 2).map_err(|e| fcntl_err(entry, e))?
+            };
+            if !got {
+                if !sys::ofd_try(fd, LockKind::Write, 0, 1).map_err(|e| fcntl_err(entry, e))? {
+                    return Ok(Attempt::Busy(self.holder(entry, fd)?));
+                }
+                // Byte 0 is ours but a breaker is looking at byte 1: it
+                // finishes in a few steps.
+                wait_byte(entry, fd, 1, 1)?;
+            }
+            let st = self.file.as_ref().expect("open").st;
+            if !still_at_entry(entry, &st)? {
+                // Broken and unlinked while we locked it: start over on the
+                // file now at the entry.
+                self.file = None;
+                continue;
+            }
+            let mut bytes = record.render();
+            if bytes.len() < RECORD_SIZE {
+                bytes.resize(RECORD_SIZE, b'\n');
+            }
+            let written = sys::pwrite_all(fd, &bytes, 0).and_then(|()| {
+                if bytes.len() > RECORD_SIZE {
+                    sys::ftruncate(fd, bytes.len() as i64)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = written {
+                self.file = None;
+                return Err(entry.err("write", e));
+            }
+            if self.waiting {
+                let _ = sys::ofd_try(fd, LockKind::Unlock, 2, 1);
+                self.waiting = false;
+            }
+            sys::ofd_try(fd, LockKind::Unlock, 1, 1).map_err(|e| fcntl_err(entry, e))?;
+            return Ok(Attempt::Acquired);
+        }
+    }
+
+    fn release(&mut self, entry: &Entry, _token: &str) -> Result<()> {
+        let f = self.held_file(entry)?;
+        let fd = f.fd.as_raw_fd();
+        let lost = !still_at_entry(entry, &f.st)?;
+        sys::ofd_try(fd, LockKind::Unlock, 0, 1).map_err(|e| fcntl_err(entry, e))?;
+        if lost {
+            self.file = None;
+            return Err(Error::LockLost(entry.path()));
+        }
+        // Ring the doorbell for waiters (rewrite the record's first byte).
+        if sys::ofd_conflict(fd, LockKind::Write, 2, 1).unwrap_or(false) {
+            let _ = sys::pwrite_all(fd, b"l", 0);
+        }
+        Ok(())
+    }
+
+    fn check(&self, entry: &Entry, _token: &str) -> Result<()> {
+        let f = self.held_file(entry)?;
+        if still_at_entry(entry, &f.st)? {
+            Ok(())
+        } else {
+            Err(Error::LockLost(entry.path()))
+        }
+    }
+
+    fn refresh(&mut self, entry: &Entry, token: &str) -> Result<()> {
+        self.check(entry, token)?;
+        let fd = self.held_file(entry)?.fd.as_raw_fd();
+        sys::futimens_now(fd).map_err(|e| entry.err("futimens", e))
+    }
+
+    fn break_stale(&mut self, entry: &Entry, _holder: Holder, why: Stale) -> Result<bool> {
+        let fd = self.open(entry)?;
+        if !sys::ofd_try(fd, LockKind::Write, 1, 1).map_err(|e| fcntl_err(entry, e))? {
+            return Ok(false); // another breaker, or an acquirer verifying
+        }
+        let result = self.break_guarded(entry, fd, why);
+        match result {
+            Ok(true) => self.file = None, // closing drops byte 1 too
+            _ => {
+                let _ = sys::ofd_try(fd, LockKind::Unlock, 1, 1);
+            }
+        }
+        result.map(|_| true)
+    }
+
+    fn abandon(&mut self) {
+        // Close our copy only: never F_UNLCK a description shared with the
+        // parent.
+        self.file = None;
+        self.waiting = false;
+    }
+
+    fn wake_mask(&self) -> u32 {
+        libc::IN_MODIFY | libc::IN_DELETE | libc::IN_MOVED_FROM
+    }
+
+    fn waiting(&mut self, entry: &Entry, on: bool) {
+        if on == self.waiting {
+            return;
+        }
+        self.waiting = on;
+        if let Some(f) = &self.file {
+            let kind = if on { LockKind::Read } else { LockKind::Unlock };
+            let _ = sys::ofd_try(f.fd.as_raw_fd(), kind, 2, 1);
+        } else if on {
+            let _ = self.open(entry);
+        }
+    }
+}

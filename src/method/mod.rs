@@ -1,0 +1,115 @@
+//! The lock methods. Each implements one protocol of docs/PROTOCOL.md behind
+//! the [`Backend`] trait; the waiting loop in `locker.rs` drives them.
+
+mod fake;
+mod kernel;
+mod mkdir;
+mod opencreate;
+
+use crate::error::Result;
+use crate::lockdir::Entry;
+use crate::options::Method;
+use crate::owner::Record;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, SystemTime};
+
+/// A snapshot of the party that holds an entry, taken by a failed attempt.
+#[derive(Debug)]
+pub struct Holder {
+    /// Its owner record, if one could be read.
+    pub record: Option<Record>,
+    /// When its record was last written or refreshed.
+    pub mtime: Option<SystemTime>,
+    /// What a breaker needs to act on exactly this acquisition.
+    pub handle: HolderHandle,
+}
+
+/// How a breaker names the acquisition it judged.
+#[derive(Debug)]
+pub enum HolderHandle {
+    /// Nothing to act on (no record file found).
+    None,
+    /// mkdir: the acquisition token from the `o.<token>` file name.
+    Token(String),
+    /// opencreate: a descriptor on the judged inode (keeps its number ours).
+    Inode(OwnedFd),
+    /// kernel: the backend's own descriptor on the lock file.
+    OwnFile,
+}
+
+/// The outcome of one acquisition attempt.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The lock is ours.
+    Acquired,
+    /// Somebody holds it.
+    Busy(Holder),
+    /// The entry changed under us (released or broken): try again at once.
+    Retry,
+}
+
+/// Why a waiter breaks a lock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stale {
+    /// The holder is dead.
+    Dead,
+    /// The lock is older than this expire time.
+    Expired(Duration),
+}
+
+/// One lock method's protocol steps.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// One attempt to acquire `entry` as acquisition `token`. With `block`,
+    /// a method that can wait in the kernel may do so (only used when the
+    /// caller waits forever and never breaks locks).
+    fn try_acquire(&mut self, entry: &Entry, record: &Record, block: bool) -> Result<Attempt>;
+    /// Releases our acquisition; `Error::LockLost` if it was broken.
+    fn release(&mut self, entry: &Entry, token: &str) -> Result<()>;
+    /// `Ok` while our acquisition is still the one at the entry.
+    fn check(&self, entry: &Entry, token: &str) -> Result<()>;
+    /// Renews our acquisition's age.
+    fn refresh(&mut self, entry: &Entry, token: &str) -> Result<()>;
+    /// Breaks the acquisition `holder` if it is still there and still stale.
+    /// `Ok(false)` when nothing was done because another party is busy with
+    /// that entry right now (the caller waits a little before looking again).
+    fn break_stale(&mut self, entry: &Entry, holder: Holder, why: Stale) -> Result<bool>;
+    /// Forgets a held acquisition without touching it (after `fork()`, in
+    /// the child).
+    fn abandon(&mut self);
+    /// inotify events on the lock directory that may mean "try again".
+    fn wake_mask(&self) -> u32 {
+        libc::IN_DELETE | libc::IN_MOVED_FROM
+    }
+    /// Called when a wait begins and ends (the kernel method announces its
+    /// waiters so a releasing holder wakes them).
+    fn waiting(&mut self, _entry: &Entry, _on: bool) {}
+    /// True for methods that never exclude.
+    fn is_fake(&self) -> bool {
+        false
+    }
+}
+
+/// The backend for a method.
+pub fn backend(method: Method) -> Box<dyn Backend> {
+    match method {
+        Method::Mkdir => Box::new(mkdir::MkdirLock::default()),
+        Method::OpenCreate => Box::new(opencreate::OpenCreateLock::default()),
+        Method::Fake => Box::new(fake::FakeLock),
+        Method::Kernel => Box::new(kernel::KernelLock::default()),
+    }
+}
+
+/// Reads an owner record from an open file (`None` if unreadable).
+pub(crate) fn read_record(fd: std::os::fd::RawFd) -> Option<Record> {
+    crate::sys::pread_upto(fd, crate::owner::MAX_RECORD + 1)
+        .ok()
+        .and_then(|b| Record::parse(&b))
+}
+
+/// True when a lock with modification time `mtime` is older than `expire`.
+pub(crate) fn older_than(mtime: SystemTime, expire: Duration) -> bool {
+    SystemTime::now()
+        .duration_since(mtime)
+        .map(|age| age >= expire)
+        .unwrap_or(false)
+}

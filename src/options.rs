@@ -1,0 +1,156 @@
+//! Lock methods and the validated numeric options (timeout, expire).
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// How a lock is represented in the lock directory. See docs/PROTOCOL.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// A directory made with mkdir(2) (prepared privately, then renamed into place).
+    Mkdir,
+    /// A regular file created exclusively (O_TMPFILE/O_EXCL, then link(2)).
+    OpenCreate,
+    /// No locking at all: every lock succeeds at once. For tests.
+    Fake,
+    /// A Linux open file description lock (F_OFD_SETLK) on a lock file.
+    Kernel,
+}
+
+impl Method {
+    /// The stable integer of the C API.
+    pub fn to_int(self) -> i32 {
+        match self {
+            Method::Mkdir => 0,
+            Method::OpenCreate => 1,
+            Method::Fake => 2,
+            Method::Kernel => 3,
+        }
+    }
+
+    /// The method for a C API integer; `None` for an unknown value.
+    pub fn from_int(v: i32) -> Option<Method> {
+        match v {
+            0 => Some(Method::Mkdir),
+            1 => Some(Method::OpenCreate),
+            2 => Some(Method::Fake),
+            3 => Some(Method::Kernel),
+            _ => None,
+        }
+    }
+
+    /// The method's name as written in owner records and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Mkdir => "mkdir",
+            Method::OpenCreate => "opencreate",
+            Method::Fake => "fake",
+            Method::Kernel => "kernel",
+        }
+    }
+
+    /// The method for a name as written by [`Method::name`].
+    pub fn from_name(s: &str) -> Option<Method> {
+        [
+            Method::Mkdir,
+            Method::OpenCreate,
+            Method::Fake,
+            Method::Kernel,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+    }
+}
+
+/// How long `lock` waits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timeout {
+    /// Wait until the lock is had (`timeout < 0`).
+    Forever,
+    /// Try once (`timeout == 0`) or wait at most this long.
+    After(Duration),
+}
+
+impl Timeout {
+    /// Validates seconds as given through the API: NaN is rejected, a
+    /// negative value means forever, and values too large for a `Duration`
+    /// (including +inf) also mean forever.
+    pub fn from_secs(secs: f64) -> Result<Timeout> {
+        if secs.is_nan() {
+            return Err(Error::InvalidArgument("timeout is NaN".into()));
+        }
+        if secs < 0.0 {
+            return Ok(Timeout::Forever);
+        }
+        Ok(Duration::try_from_secs_f64(secs)
+            .map(Timeout::After)
+            .unwrap_or(Timeout::Forever))
+    }
+
+    /// The timeout in seconds (-1 for forever), for messages.
+    pub fn as_secs(self) -> f64 {
+        match self {
+            Timeout::Forever => -1.0,
+            Timeout::After(d) => d.as_secs_f64(),
+        }
+    }
+}
+
+/// When a held lock may be broken by a waiter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expire {
+    /// Never break a live (or unjudgeable) holder's lock (`expire <= 0`).
+    Never,
+    /// Break it once it is older than this.
+    After(Duration),
+}
+
+impl Expire {
+    /// Validates seconds as given through the API: NaN is rejected, `<= 0`
+    /// means never, values too large for a `Duration` also mean never.
+    pub fn from_secs(secs: f64) -> Result<Expire> {
+        if secs.is_nan() {
+            return Err(Error::InvalidArgument("expire is NaN".into()));
+        }
+        if secs <= 0.0 {
+            return Ok(Expire::Never);
+        }
+        Ok(Duration::try_from_secs_f64(secs)
+            .map(Expire::After)
+            .unwrap_or(Expire::Never))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_ints_round_trip_and_reject_unknown() {
+        for v in 0..4 {
+            let m = Method::from_int(v).unwrap();
+            assert_eq!(m.to_int(), v);
+            assert_eq!(Method::from_name(m.name()), Some(m));
+        }
+        for v in [-1, 4, 99, i32::MIN, i32::MAX] {
+            assert_eq!(Method::from_int(v), None);
+        }
+    }
+
+    #[test]
+    fn timeout_and_expire_validation() {
+        assert!(Timeout::from_secs(f64::NAN).is_err());
+        assert!(Expire::from_secs(f64::NAN).is_err());
+        assert_eq!(Timeout::from_secs(-1.0).unwrap(), Timeout::Forever);
+        assert_eq!(Timeout::from_secs(f64::INFINITY).unwrap(), Timeout::Forever);
+        assert_eq!(
+            Timeout::from_secs(0.0).unwrap(),
+            Timeout::After(Duration::ZERO)
+        );
+        assert_eq!(Expire::from_secs(0.0).unwrap(), Expire::Never);
+        assert_eq!(Expire::from_secs(-3.0).unwrap(), Expire::Never);
+        assert_eq!(
+            Expire::from_secs(1.5).unwrap(),
+            Expire::After(Duration::from_millis(1500))
+        );
+    }
+}

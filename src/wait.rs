@@ -1,0 +1,126 @@
+//! Waiting for a lock without burning a core: an inotify watch on the lock
+//! directory for the entry's removal (or the kernel method's doorbell), a
+//! pidfd on a holder of this machine so its exit wakes us at once, and a
+//! slow fallback poll for file systems that send no events.
+
+use crate::lockdir::Entry;
+use crate::owner::{self, Identity, Liveness};
+use crate::sys::{self, Inotify};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// Fallback poll interval while an inotify watch is in place (events do not
+/// cross network or FUSE mounts, so we still look now and then).
+pub const WATCHED_POLL: Duration = Duration::from_millis(100);
+/// Longest poll interval when nothing can be watched.
+pub const UNWATCHED_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// The state of one wait (one `lock` call that had to wait).
+pub struct Waiter {
+    inotify: Option<Inotify>,
+    name: Vec<u8>,
+    pidfd: Option<(u32, u64, OwnedFd)>,
+    backoff: Duration,
+}
+
+/// Why `Waiter::wait` returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Woke {
+    /// Something happened, or the poll interval passed: try again.
+    Retry,
+    /// The holder's process exited.
+    HolderExited,
+}
+
+impl Waiter {
+    /// Starts watching `entry` for `mask` events.
+    pub fn new(entry: &Entry, mask: u32) -> Waiter {
+        Waiter {
+            inotify: Inotify::watch_dir(entry.dirfd(), mask).ok(),
+            name: entry.name.as_bytes().to_vec(),
+            pidfd: None,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    /// Watches the holder's process if it can be seen from here. Returns
+    /// `Liveness::Dead` if it turns out to be gone already.
+    fn watch_holder(&mut self, holder: &Identity, me: &Identity) -> Liveness {
+        if !owner::pid_visible(holder, me) {
+            self.pidfd = None;
+            return Liveness::Unknown;
+        }
+        if let Some((pid, start, _)) = &self.pidfd {
+            if *pid == holder.pid && *start == holder.start {
+                return Liveness::Alive;
+            }
+        }
+        self.pidfd = None;
+        let Ok(fd) = sys::pidfd_open(holder.pid) else {
+            return owner::process_liveness(holder.pid, holder.start);
+        };
+        // The PID may have been reused between the record and the pidfd:
+        // check the start time now that the pidfd pins the process.
+        let live = owner::process_liveness(holder.pid, holder.start);
+        if live == Liveness::Alive {
+            self.pidfd = Some((holder.pid, holder.start, fd));
+        }
+        live
+    }
+
+    /// Sleeps until an event for our entry, the holder's exit, `until`, or
+    /// the fallback poll interval, whichever comes first.
+    pub fn wait(&mut self, until: Option<Instant>, holder: Option<&Identity>) -> Woke {
+        if let Some(h) = holder {
+            if self.watch_holder(h, &owner::identity()) == Liveness::Dead {
+                return Woke::HolderExited;
+            }
+        } else {
+            self.pidfd = None;
+        }
+        let interval = if self.inotify.is_some() {
+            WATCHED_POLL
+        } else {
+            let b = self.backoff;
+            self.backoff = (b * 2).min(UNWATCHED_POLL_MAX);
+            b
+        };
+        let stop = Instant::now() + interval;
+        let stop = until.map_or(stop, |u| u.min(stop));
+        loop {
+            let left = stop.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Woke::Retry;
+            }
+            let mut fds = Vec::with_capacity(2);
+            if let Some(i) = &self.inotify {
+                fds.push(i.raw());
+            }
+            let pid_index = self.pidfd.as_ref().map(|(_, _, fd)| {
+                fds.push(fd.as_raw_fd());
+                fds.len() - 1
+            });
+            let ready = match sys::poll_readable(&fds, Some(left)) {
+                Ok(r) => r,
+                Err(_) => {
+                    sys::sleep(left.min(UNWATCHED_POLL_MAX));
+                    return Woke::Retry;
+                }
+            };
+            if pid_index.is_some_and(|p| ready.contains(&p)) {
+                self.pidfd = None;
+                return Woke::HolderExited;
+            }
+            if self.inotify.is_some()
+                && ready.contains(&0)
+                && self
+                    .inotify
+                    .as_ref()
+                    .is_some_and(|i| i.drain_matches(&self.name))
+            {
+                return Woke::Retry;
+            }
+            // Events for other names, or a signal: keep waiting.
+        }
+    }
+}
