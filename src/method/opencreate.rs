@@ -64,7 +64,7 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
     }) {
         Ok(fd) => fd,
         Err(libc::ENOENT) => return Ok(None),
-        Err(libc::ELOOP) => return Err(not_a_file(entry)),
+        Err(libc::ELOOP) | Err(libc::EISDIR) | Err(libc::ENXIO) => return Err(not_a_file(entry)),
         Err(e) => return Err(entry.err("open", e)),
     };
     let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
