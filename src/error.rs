@@ -52,15 +52,6 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// An I/O error from `errno` for `call` on `path`.
-    pub(crate) fn last_os(call: &'static str, path: impl Into<String>) -> Self {
-        Error::Io {
-            call,
-            path: path.into(),
-            source: io::Error::last_os_error(),
-        }
-    }
-
     /// An I/O error with an explicit errno value.
     pub(crate) fn os(call: &'static str, path: impl Into<String>, errno: i32) -> Self {
         Error::Io {

@@ -20,9 +20,10 @@ mod sys;
 mod wait;
 
 pub use error::{Error, Result};
-pub use locker::Locker;
+pub use locker::{HolderInfo, Locker};
 pub use open_locked::{open_locked, LockedFile};
 pub use options::{Expire, Method, Timeout};
+pub use owner::{Liveness, Record};
 
 /// The crate version, e.g. "0.1.0".
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

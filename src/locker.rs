@@ -30,6 +30,17 @@ pub struct Locker {
     held: Option<Held>,
 }
 
+/// What [`Locker::holder`] found out about the party holding a lock.
+#[derive(Debug, Clone)]
+pub struct HolderInfo {
+    /// The holder's owner record, if readable.
+    pub record: Option<Record>,
+    /// Whether the holder is alive, as judged from here.
+    pub liveness: Liveness,
+    /// Time since the lock was taken or last refreshed.
+    pub age: Option<Duration>,
+}
+
 #[derive(Debug)]
 struct Held {
     token: String,
@@ -225,6 +236,24 @@ impl Locker {
         } else {
             (None, Some(Instant::now() + (expire - age)))
         }
+    }
+
+    /// Who holds this Locker's name right now (`None`: nobody), read from
+    /// the owner record without trying to lock. For introspection (e.g.
+    /// `lockrun --check`); the answer may be out of date at once.
+    pub fn holder(&self) -> Result<Option<HolderInfo>> {
+        let Some(h) = self.backend.peek(&self.entry)? else {
+            return Ok(None);
+        };
+        let liveness = owner::judge(h.record.as_ref(), &owner::identity());
+        let age = h
+            .mtime
+            .and_then(|m| SystemTime::now().duration_since(m).ok());
+        Ok(Some(HolderInfo {
+            record: h.record,
+            liveness,
+            age,
+        }))
     }
 
     fn held_token(&mut self) -> Result<String> {

@@ -303,3 +303,21 @@ fn open_locked_same_file_through_other_paths() {
         locking::open_locked(&d.join("link/f"), 0.0, None, 0.0, m).unwrap();
     }
 }
+
+#[test]
+fn holder_reports_who_holds_the_lock() {
+    for m in REAL {
+        let d = tempdir("holder");
+        let mut a = locker(&d, "x", 0.0, 0.0, m);
+        let probe = locker(&d, "x", 0.0, 0.0, m);
+        assert!(probe.holder().unwrap().is_none(), "{m:?}");
+        a.lock().unwrap();
+        let h = probe.holder().unwrap().expect("held");
+        let rec = h.record.expect("record");
+        assert_eq!(rec.owner.pid, std::process::id());
+        assert_eq!(rec.method, m.name());
+        assert_eq!(h.liveness, locking::Liveness::Alive);
+        a.unlock().unwrap();
+        assert!(probe.holder().unwrap().is_none(), "{m:?}");
+    }
+}

@@ -247,6 +247,24 @@ impl Backend for KernelLock {
         self.waiting = false;
     }
 
+    fn peek(&self, entry: &Entry) -> Result<Option<Holder>> {
+        let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) => return Ok(None),
+            Err(libc::EISDIR) | Err(libc::ELOOP) | Err(libc::ENXIO) => {
+                return Err(not_a_file(entry))
+            }
+            Err(e) => return Err(entry.err("open", e)),
+        };
+        let locked = sys::ofd_conflict(fd.as_raw_fd(), LockKind::Write, 0, 1)
+            .map_err(|e| fcntl_err(entry, e))?;
+        if !locked {
+            return Ok(None);
+        }
+        self.holder(entry, fd.as_raw_fd()).map(Some)
+    }
+
     fn wake_mask(&self) -> u32 {
         libc::IN_MODIFY | libc::IN_DELETE | libc::IN_MOVED_FROM
     }

@@ -204,4 +204,8 @@ impl Backend for OpenCreateLock {
         // Only our descriptor is closed; the parent's lock file stays.
         self.held = None;
     }
+
+    fn peek(&self, entry: &Entry) -> Result<Option<Holder>> {
+        read_holder(entry)
+    }
 }
