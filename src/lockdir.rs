@@ -33,7 +33,7 @@ impl LockDir {
         let map = cache.get_or_insert_with(HashMap::new);
         if let Some(dir) = map.get(path).and_then(Weak::upgrade) {
             // Still the same directory at that path, in this process?
-            if dir.pid == std::process::id() {
+            if dir.pid == crate::sys::pid() {
                 if let (Ok(a), Ok(b)) = (sys::lstatat(libc::AT_FDCWD, &c), sys::fstat(dir.raw())) {
                     if sys::same_inode(&a, &b) {
                         return Ok(dir);
@@ -65,7 +65,7 @@ impl LockDir {
         Ok(LockDir {
             fd,
             path: path.to_path_buf(),
-            pid: std::process::id(),
+            pid: crate::sys::pid(),
         })
     }
 

@@ -58,7 +58,7 @@ static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
 /// A fresh acquisition token: a random 64-bit prefix drawn once per process
 /// (drawn again after fork) and a counter. Unique without a syscall per lock.
 fn next_token() -> String {
-    let pid = std::process::id();
+    let pid = crate::sys::pid();
     let base = {
         let mut b = TOKEN_BASE.lock().unwrap_or_else(|e| e.into_inner());
         if b.0 != pid {
@@ -117,7 +117,7 @@ impl Locker {
     pub fn is_locked(&self) -> bool {
         self.held
             .as_ref()
-            .is_some_and(|h| h.pid == std::process::id())
+            .is_some_and(|h| h.pid == crate::sys::pid())
     }
 
     /// Drops a lock inherited across fork() without touching it.
@@ -125,7 +125,7 @@ impl Locker {
         if self
             .held
             .as_ref()
-            .is_some_and(|h| h.pid != std::process::id())
+            .is_some_and(|h| h.pid != crate::sys::pid())
         {
             self.held = None;
             self.backend.abandon();
@@ -158,7 +158,7 @@ impl Locker {
                 Attempt::Acquired => {
                     self.held = Some(Held {
                         token: record.token,
-                        pid: std::process::id(),
+                        pid: crate::sys::pid(),
                     });
                     break Ok(());
                 }
@@ -279,7 +279,7 @@ impl Locker {
     /// broken; `NotLocked` if it does not hold it.
     pub fn check(&self) -> Result<()> {
         match &self.held {
-            Some(h) if h.pid == std::process::id() => self.backend.check(&self.entry, &h.token),
+            Some(h) if h.pid == crate::sys::pid() => self.backend.check(&self.entry, &h.token),
             _ => Err(Error::NotLocked(self.display.clone())),
         }
     }

@@ -99,7 +99,7 @@ fn compute_identity(pid: u32) -> Identity {
 /// This process's identity (computed once per process; recomputed after
 /// `fork()`, since the PID and start time change).
 pub fn identity() -> Identity {
-    let pid = std::process::id();
+    let pid = crate::sys::pid();
     let mut guard = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
     match &*guard {
         Some(id) if id.pid == pid => id.clone(),

@@ -395,3 +395,28 @@ pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> SysResult<Vec<
 pub fn sleep(d: Duration) {
     let _ = poll_readable(&[], Some(d));
 }
+
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static ATFORK: std::sync::Once = std::sync::Once::new();
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's PID without a system call per use: cached, and forgotten
+/// in the child of every `fork()` (a `pthread_atfork` handler), so a child
+/// never mistakes the parent's locks for its own.
+pub fn pid() -> u32 {
+    use std::sync::atomic::Ordering;
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let p = std::process::id();
+    PID.store(p, Ordering::Relaxed);
+    p
+}

@@ -68,7 +68,7 @@ fn not_a_file(entry: &Entry) -> Error {
 impl KernelLock {
     /// Our lock file at the entry, opened (or created) if needed.
     fn open(&mut self, entry: &Entry) -> Result<RawFd> {
-        let me = std::process::id();
+        let me = crate::sys::pid();
         if let Some(f) = &self.file {
             if f.pid == me {
                 return Ok(f.fd.as_raw_fd());
@@ -112,7 +112,7 @@ impl KernelLock {
 
     fn held_file(&self, entry: &Entry) -> Result<&LockFile> {
         match &self.file {
-            Some(f) if f.pid == std::process::id() => Ok(f),
+            Some(f) if f.pid == crate::sys::pid() => Ok(f),
             _ => Err(Error::NotLocked(entry.path())),
         }
     }
