@@ -52,6 +52,21 @@ struct Held {
 /// busy releasing or breaking.
 const BUSY_RETRY: Duration = Duration::from_millis(2);
 
+/// Waiters sweep leftovers of dead parties at most this often per process.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+
+fn sweep_due() -> bool {
+    let mut last = LAST_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
 static TOKEN_BASE: Mutex<(u32, u64)> = Mutex::new((0, 0));
 static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
 
@@ -196,6 +211,9 @@ impl Locker {
                 // that a release between our try and the watch is not missed.
                 waiter = Some(Waiter::new(&self.entry, self.backend.wake_mask()));
                 self.backend.waiting(&self.entry, true);
+                if sweep_due() {
+                    self.backend.sweep(&self.entry);
+                }
                 continue;
             };
             // Somebody else is releasing or breaking this very lock: look

@@ -4,17 +4,33 @@
 //! release and break both remove `o.<token>` (which only the acquisition
 //! `token` has) and then the entry if it is empty. No step ever removes
 //! another acquisition's lock.
+//!
+//! Private directories are prepared in `<lockdir>/~tmp/`. A party killed
+//! while it had one prepared leaves it behind; waiters sweep `~tmp` now and
+//! then and remove those whose owner is dead (see [`MkdirLock::sweep`]).
 
 use super::{read_record, Attempt, Backend, Holder, HolderHandle, Stale};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
-use crate::owner::Record;
+use crate::owner::{self, Liveness, Record};
 use crate::sys;
 use std::os::fd::AsRawFd;
 
-/// State of one mkdir-method Locker (none: the token lives in the Locker).
+/// State of one mkdir-method Locker.
 #[derive(Debug, Default)]
-pub struct MkdirLock;
+pub struct MkdirLock {
+    /// The last attempt found the lock held: look before preparing a
+    /// private directory, so a waiter does not churn (or, if killed, leave)
+    /// one per attempt.
+    contended: bool,
+}
+
+/// The directory, inside the lock directory, where entries are prepared.
+const TMP_DIR: &str = "~tmp";
+
+/// A leftover private directory with no readable record is removed once it
+/// is this old (a live acquirer keeps one for microseconds).
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn record_name(entry: &str, token: &str) -> String {
     format!("{entry}/o.{token}")
@@ -49,6 +65,20 @@ fn remove_acquisition(entry: &Entry, token: &str) -> Result<bool> {
 fn discard_tmp(entry: &Entry, tmp: &str, token: &str) {
     let _ = sys::unlinkat(entry.dirfd(), &sys::cname(&format!("{tmp}/o.{token}")), 0);
     let _ = sys::unlinkat(entry.dirfd(), &sys::cname(tmp), libc::AT_REMOVEDIR);
+}
+
+/// Makes the private directory `~tmp/t-<token>`, creating `~tmp` if needed.
+fn make_tmp(entry: &Entry, tmp: &str) -> Result<()> {
+    let dir = entry.dirfd();
+    let ctmp = sys::cname(tmp);
+    match sys::mkdirat(dir, &ctmp, 0o777) {
+        Err(libc::ENOENT) => match sys::mkdirat(dir, &sys::cname(TMP_DIR), 0o777) {
+            Ok(()) | Err(libc::EEXIST) => sys::mkdirat(dir, &ctmp, 0o777),
+            Err(e) => Err(e),
+        },
+        other => other,
+    }
+    .map_err(|e| Error::os("mkdir", entry.path_of(tmp), e))
 }
 
 /// Reads who holds the entry. `None` when it vanished meanwhile.
@@ -109,10 +139,15 @@ fn not_a_dir(entry: &Entry) -> Error {
 impl Backend for MkdirLock {
     fn try_acquire(&mut self, entry: &Entry, record: &Record, _block: bool) -> Result<Attempt> {
         let token = &record.token;
-        let tmp = format!("~t-{token}");
+        if self.contended {
+            if let Some(holder) = read_holder(entry)? {
+                return Ok(Attempt::Busy(holder));
+            }
+        }
+        let tmp = format!("{TMP_DIR}/t-{token}");
         let ctmp = sys::cname(&tmp);
         let dir = entry.dirfd();
-        sys::mkdirat(dir, &ctmp, 0o777).map_err(|e| Error::os("mkdir", entry.path_of(&tmp), e))?;
+        make_tmp(entry, &tmp)?;
         let rec_in_tmp = format!("{tmp}/o.{token}");
         let written = sys::openat(
             dir,
@@ -126,9 +161,13 @@ impl Backend for MkdirLock {
             return Err(Error::os("write", entry.path_of(&rec_in_tmp), e));
         }
         match sys::renameat(dir, &ctmp, &entry.cname) {
-            Ok(()) => Ok(Attempt::Acquired),
+            Ok(()) => {
+                self.contended = false;
+                Ok(Attempt::Acquired)
+            }
             Err(libc::EEXIST) | Err(libc::ENOTEMPTY) => {
                 discard_tmp(entry, &tmp, token);
+                self.contended = true;
                 Ok(read_holder(entry)?.map_or(Attempt::Retry, Attempt::Busy))
             }
             Err(libc::ENOTDIR) | Err(libc::EISDIR) => {
@@ -179,5 +218,35 @@ impl Backend for MkdirLock {
 
     fn peek(&self, entry: &Entry) -> Result<Option<Holder>> {
         read_holder(entry)
+    }
+
+    /// Removes private directories left in `~tmp` by parties that died
+    /// while they had one prepared: those whose record's owner is dead, and
+    /// those with no record that are older than [`ORPHAN_AGE`].
+    fn sweep(&self, entry: &Entry) {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let Ok(tmpfd) = sys::openat(entry.dirfd(), &sys::cname(TMP_DIR), flags, 0) else {
+            return;
+        };
+        let tfd = tmpfd.as_raw_fd();
+        let me = owner::identity();
+        for name in sys::list_dir(tfd).unwrap_or_default() {
+            let Some(token) = name.strip_prefix(b"t-").filter(|t| is_token(t)) else {
+                continue;
+            };
+            let token = String::from_utf8_lossy(token).into_owned();
+            let sub = sys::cname(&format!("t-{token}"));
+            let rec = sys::cname(&format!("t-{token}/o.{token}"));
+            let dead = match sys::openat(tfd, &rec, libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
+                Ok(fd) => owner::judge(read_record(fd.as_raw_fd()).as_ref(), &me) == Liveness::Dead,
+                Err(_) => sys::lstatat(tfd, &sub)
+                    .map(|st| super::older_than(sys::mtime(&st), ORPHAN_AGE))
+                    .unwrap_or(false),
+            };
+            if dead {
+                let _ = sys::unlinkat(tfd, &rec, 0);
+                let _ = sys::unlinkat(tfd, &sub, libc::AT_REMOVEDIR);
+            }
+        }
     }
 }

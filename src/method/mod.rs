@@ -83,6 +83,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Called when a wait begins and ends (the kernel method announces its
     /// waiters so a releasing holder wakes them).
     fn waiting(&mut self, _entry: &Entry, _on: bool) {}
+    /// Removes leftovers of parties that died mid-acquisition (called now
+    /// and then by waiters).
+    fn sweep(&self, _entry: &Entry) {}
     /// Who holds the entry now, without trying to acquire it (`None`:
     /// free). For introspection only: the answer may be stale at once.
     fn peek(&self, entry: &Entry) -> Result<Option<Holder>>;
