@@ -295,6 +295,11 @@ pub unsafe extern "C" fn locker_free(locker: *mut Locker) {
 /// opened on (so a reused descriptor number is not taken for ours).
 static OPEN_FILES: Mutex<Option<HashMap<c_int, (LockedFile, (u64, u64))>>> = Mutex::new(None);
 
+/// Holds the open-files table's lock across a fork() (see `forksafe.rs`).
+pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
+    Box::new(OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn inode_of(fd: c_int) -> Option<(u64, u64)> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on any int is safe; st is writable.

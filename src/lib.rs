@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod ffi;
+mod forksafe;
 mod lockdir;
 pub mod locker;
 mod method;

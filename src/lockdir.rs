@@ -21,6 +21,11 @@ pub struct LockDir {
 
 static CACHE: Mutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = Mutex::new(None);
 
+/// Holds the cache's lock across a fork() (see `forksafe.rs`).
+pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
+    Box::new(CACHE.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 impl LockDir {
     /// Opens (creating it and its parents if needed) the directory at `path`.
     pub fn open(path: &Path) -> Result<Arc<LockDir>> {
@@ -29,9 +34,14 @@ impl LockDir {
         }
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidArgument("lockdir contains a NUL byte".into()))?;
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let map = cache.get_or_insert_with(HashMap::new);
-        if let Some(dir) = map.get(path).and_then(Weak::upgrade) {
+        crate::forksafe::ensure();
+        let cached = CACHE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .get(path)
+            .and_then(Weak::upgrade);
+        if let Some(dir) = cached {
             // Still the same directory at that path, in this process?
             if dir.pid == crate::sys::pid() {
                 if let (Ok(a), Ok(b)) = (sys::lstatat(libc::AT_FDCWD, &c), sys::fstat(dir.raw())) {
@@ -41,7 +51,11 @@ impl LockDir {
                 }
             }
         }
+        // Opened without holding the cache's lock; two threads racing here
+        // merely open the directory twice.
         let dir = Arc::new(Self::open_uncached(path, &c)?);
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let map = cache.get_or_insert_with(HashMap::new);
         map.retain(|_, w| w.strong_count() > 0);
         map.insert(path.to_path_buf(), Arc::downgrade(&dir));
         Ok(dir)

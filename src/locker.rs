@@ -10,8 +10,7 @@ use crate::options::{Expire, Method, Timeout};
 use crate::owner::{self, Liveness, Record};
 use crate::wait::{Waiter, Woke};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A cooperative lock on `(lockdir, ns, objname)`.
@@ -55,33 +54,50 @@ const BUSY_RETRY: Duration = Duration::from_millis(2);
 /// Waiters sweep leftovers of dead parties at most this often per process.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+/// When the last sweep began, in milliseconds of CLOCK_MONOTONIC.
+static LAST_SWEEP_MS: AtomicU64 = AtomicU64::new(0);
 
-fn sweep_due() -> bool {
-    let mut last = LAST_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    if last.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) {
-        return false;
-    }
-    *last = Some(now);
-    true
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is writable.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-static TOKEN_BASE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+fn sweep_due() -> bool {
+    let now = monotonic_ms();
+    let last = LAST_SWEEP_MS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64 {
+        return false;
+    }
+    LAST_SWEEP_MS
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+}
+
+/// The per-process random half of tokens, and the PID it was drawn for.
+static TOKEN_BASE: AtomicU64 = AtomicU64::new(0);
+static TOKEN_PID: AtomicU32 = AtomicU32::new(0);
 static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh acquisition token: a random 64-bit prefix drawn once per process
-/// (drawn again after fork) and a counter. Unique without a syscall per lock.
+/// A fresh acquisition token: a random 64-bit half drawn once per process
+/// (drawn again after fork) and a process-wide counter. Unique without a
+/// system call per lock, and lock-free (so fork() can never catch it
+/// half-done).
 fn next_token() -> String {
     let pid = crate::sys::pid();
-    let base = {
-        let mut b = TOKEN_BASE.lock().unwrap_or_else(|e| e.into_inner());
-        if b.0 != pid {
-            let r = crate::sys::random16();
-            *b = (pid, u64::from_le_bytes(r[..8].try_into().expect("8 bytes")));
-        }
-        b.1
-    };
+    if TOKEN_PID.load(Ordering::Acquire) != pid {
+        let r = crate::sys::random16();
+        TOKEN_BASE.store(
+            u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
+        TOKEN_PID.store(pid, Ordering::Release);
+    }
+    let base = TOKEN_BASE.load(Ordering::Relaxed);
     let n = TOKEN_COUNT.fetch_add(1, Ordering::Relaxed);
     format!("{base:016x}{n:016x}")
 }

@@ -48,6 +48,11 @@ pub struct Identity {
 
 static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
 
+/// Holds the identity's lock across a fork() (see `forksafe.rs`).
+pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
+    Box::new(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     let s = std::fs::read_to_string(path).ok()?;
     let s = s.trim();

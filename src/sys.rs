@@ -397,9 +397,9 @@ pub fn sleep(d: Duration) {
 }
 
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static ATFORK: std::sync::Once = std::sync::Once::new();
 
-extern "C" fn forget_pid_in_child() {
+/// Called in the child of every `fork()` (see `forksafe.rs`).
+pub fn forget_pid() {
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -412,10 +412,7 @@ pub fn pid() -> u32 {
     if p != 0 {
         return p;
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only stores to an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
-    });
+    crate::forksafe::ensure();
     let p = std::process::id();
     PID.store(p, Ordering::Relaxed);
     p
