@@ -157,6 +157,13 @@ impl Backend for KernelLock {
             };
             if !got {
                 if !sys::ofd_try(fd, LockKind::Write, 0, 1).map_err(|e| fcntl_err(entry, e))? {
+                    let st = self.file.as_ref().expect("open").st;
+                    if !still_at_entry(entry, &st)? {
+                        // Our file was broken and unlinked: a fresh one may
+                        // be free at the entry.
+                        self.file = None;
+                        continue;
+                    }
                     return Ok(Attempt::Busy(self.holder(entry, fd)?));
                 }
                 // Byte 0 is ours but a breaker is looking at byte 1: it
