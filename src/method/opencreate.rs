@@ -17,6 +17,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 pub struct OpenCreateLock {
     /// Our lock file, kept open while held so its inode stays ours.
     held: Option<(OwnedFd, libc::stat)>,
+    /// The last attempt found the lock held: look before creating a file.
+    contended: bool,
 }
 
 // `libc::stat` is plain data.
@@ -133,13 +135,22 @@ fn create_linked(entry: &Entry, bytes: &[u8], token: &str) -> Result<Option<Owne
 
 impl Backend for OpenCreateLock {
     fn try_acquire(&mut self, entry: &Entry, record: &Record, _block: bool) -> Result<Attempt> {
+        if self.contended {
+            if let Some(holder) = read_holder(entry)? {
+                return Ok(Attempt::Busy(holder));
+            }
+        }
         match create_linked(entry, &record.render(), &record.token)? {
             Some(fd) => {
                 let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
                 self.held = Some((fd, st));
+                self.contended = false;
                 Ok(Attempt::Acquired)
             }
-            None => Ok(read_holder(entry)?.map_or(Attempt::Retry, Attempt::Busy)),
+            None => {
+                self.contended = true;
+                Ok(read_holder(entry)?.map_or(Attempt::Retry, Attempt::Busy))
+            }
         }
     }
 
