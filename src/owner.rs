@@ -180,6 +180,10 @@ impl Record {
             return None;
         }
         let text = std::str::from_utf8(bytes).ok()?;
+        // Complete only with the terminating "end" line, newline included.
+        if !text.contains("\nend\n") {
+            return None;
+        }
         let mut lines = text.lines();
         if lines.next()? != MAGIC {
             return None;

@@ -373,7 +373,7 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     {
         return;
     }
-    let _ = (pid, sig);
+    unsafe { libc::kill(pid, sig) };
 }
 
 fn forwarded_set() -> libc::sigset_t {
@@ -488,7 +488,14 @@ fn run_command(o: &Opts) -> Result<Ended, Exit> {
             }
             libc::pthread_sigmask(libc::SIG_SETMASK, &original_mask, std::ptr::null_mut());
             // Die with lockrun: never run on without the lock.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             if libc::getppid() != parent {
@@ -524,8 +531,9 @@ fn run_command(o: &Opts) -> Result<Ended, Exit> {
     let status = waited
         .and_then(|()| reap(pid))
         .map_err(|e| os_failure(format!("waiting for {}: {e}", prog.to_string_lossy())))?;
-    // Signals that came after the command ended are dropped: nobody to
-    // pass them to. Restore default handling before unblocking.
+    // The command has ended: from here on the forwarded signals are
+    // ignored (there is nobody to pass them to), so that releasing the
+    // lock and passing the status on are not cut short.
     for s in FORWARDED {
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
