@@ -27,6 +27,7 @@ fn take_all() -> Vec<Box<dyn Any>> {
         crate::lockdir::fork_guard(),
         crate::owner::fork_guard(),
         crate::ffi::fork_guard(),
+        crate::wait::fork_guard(),
     ]
 }
 

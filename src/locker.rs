@@ -7,7 +7,7 @@ use crate::lockdir::{Entry, LockDir};
 use crate::method::{self, Attempt, Backend, Holder, Stale};
 use crate::name;
 use crate::options::{Expire, Method, Timeout};
-use crate::owner::{self, Liveness, Record};
+use crate::owner::{self, Liveness, Record, Stamp};
 use crate::wait::{Waiter, Woke};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -180,7 +180,7 @@ impl Locker {
         let block = self.timeout == Timeout::Forever && self.expire == Expire::Never;
         let mut waiter: Option<Waiter> = None;
         let result = loop {
-            let record = Record::new(self.method.name(), &next_token());
+            let record = Stamp::new(self.method.name(), next_token());
             let attempt = match self.backend.try_acquire(&self.entry, &record, block) {
                 Ok(a) => a,
                 Err(e) => break Err(e),
@@ -206,7 +206,7 @@ impl Locker {
                     )));
                 }
             }
-            let (stale, expires_at) = self.judge(&holder);
+            let (stale, expires_at) = self.judge(&holder, waiter.as_ref());
             let holder_id = holder.record.as_ref().map(|r| r.owner.clone());
             let mut busy_elsewhere = false;
             if let Some(why) = stale {
@@ -255,8 +255,14 @@ impl Locker {
 
     /// Decides whether `holder` may be broken now, and if not, when its
     /// lock will expire.
-    fn judge(&self, holder: &Holder) -> (Option<Stale>, Option<Instant>) {
-        if owner::judge(holder.record.as_ref(), &owner::identity()) == Liveness::Dead {
+    fn judge(&self, holder: &Holder, waiter: Option<&Waiter>) -> (Option<Stale>, Option<Instant>) {
+        let known_alive = match (&holder.record, waiter) {
+            (Some(r), Some(w)) => w.watching(&r.owner),
+            _ => false,
+        };
+        if !known_alive
+            && owner::judge(holder.record.as_ref(), &owner::identity()) == Liveness::Dead
+        {
             return (Some(Stale::Dead), None);
         }
         let (Expire::After(expire), Some(mtime)) = (self.expire, holder.mtime) else {

@@ -21,7 +21,7 @@
 //! last line is `end`; anything else is an unreadable record, whose holder
 //! is judged "unknown" (never "dead").
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &str = "liblocking-owner 1";
@@ -46,7 +46,14 @@ pub struct Identity {
     pub host: String,
 }
 
-static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
+/// This process's identity and its rendering as record lines, computed
+/// once per process (again after fork()).
+struct Cached {
+    id: Arc<Identity>,
+    lines: Arc<str>,
+}
+
+static IDENTITY: Mutex<Option<Cached>> = Mutex::new(None);
 
 /// Holds the identity's lock across a fork() (see `forksafe.rs`).
 pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
@@ -101,18 +108,79 @@ fn compute_identity(pid: u32) -> Identity {
     }
 }
 
-/// This process's identity (computed once per process; recomputed after
-/// `fork()`, since the PID and start time change).
-pub fn identity() -> Identity {
+fn cached() -> (Arc<Identity>, Arc<str>) {
     let pid = crate::sys::pid();
     let mut guard = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
     match &*guard {
-        Some(id) if id.pid == pid => id.clone(),
+        Some(c) if c.id.pid == pid => (c.id.clone(), c.lines.clone()),
         _ => {
             let id = compute_identity(pid);
-            *guard = Some(id.clone());
-            id
+            let lines: Arc<str> = identity_lines(&id).into();
+            let id = Arc::new(id);
+            *guard = Some(Cached {
+                id: id.clone(),
+                lines: lines.clone(),
+            });
+            (id, lines)
         }
+    }
+}
+
+/// This process's identity (computed once per process; recomputed after
+/// `fork()`, since the PID and start time change).
+pub fn identity() -> Arc<Identity> {
+    cached().0
+}
+
+fn identity_lines(o: &Identity) -> String {
+    format!(
+        "pid={}\nstart={}\npidns={}\nboot={}\nmachine={}\nhost={}\n",
+        o.pid,
+        o.start,
+        opt(&o.pidns),
+        opt(&o.boot),
+        opt(&o.machine),
+        o.host
+    )
+}
+
+fn now_secs_micros() -> (u64, u32) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs(), d.subsec_micros())
+}
+
+/// What a new acquisition writes: the method, its token and this process's
+/// identity. Rendering reuses the identity lines computed once per process.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    /// The method name.
+    pub method: &'static str,
+    /// The acquisition token.
+    pub token: String,
+}
+
+impl Stamp {
+    /// A stamp for acquisition `token` with `method`.
+    pub fn new(method: &'static str, token: String) -> Stamp {
+        Stamp { method, token }
+    }
+
+    /// The owner record's bytes, timed now.
+    pub fn render(&self) -> Vec<u8> {
+        let lines = cached().1;
+        let (secs, micros) = now_secs_micros();
+        let mut out = Vec::with_capacity(64 + self.token.len() + lines.len() + 40);
+        out.extend_from_slice(MAGIC.as_bytes());
+        out.extend_from_slice(b"\nmethod=");
+        out.extend_from_slice(self.method.as_bytes());
+        out.extend_from_slice(b"\ntoken=");
+        out.extend_from_slice(self.token.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(lines.as_bytes());
+        out.extend_from_slice(format!("time={secs}.{micros:06}\nend\n").as_bytes());
+        out
     }
 }
 
@@ -144,31 +212,22 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
 impl Record {
     /// A record for a new acquisition by this process.
     pub fn new(method: &str, token: &str) -> Record {
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let (secs, micros) = now_secs_micros();
         Record {
             method: method.to_string(),
             token: token.to_string(),
-            owner: identity(),
-            time,
+            owner: (*identity()).clone(),
+            time: secs as f64 + micros as f64 / 1e6,
         }
     }
 
     /// The record's bytes.
     pub fn render(&self) -> Vec<u8> {
-        let o = &self.owner;
         format!(
-            "{MAGIC}\nmethod={}\ntoken={}\npid={}\nstart={}\npidns={}\nboot={}\nmachine={}\nhost={}\ntime={:.6}\nend\n",
+            "{MAGIC}\nmethod={}\ntoken={}\n{}time={:.6}\nend\n",
             self.method,
             self.token,
-            o.pid,
-            o.start,
-            opt(&o.pidns),
-            opt(&o.boot),
-            opt(&o.machine),
-            o.host,
+            identity_lines(&self.owner),
             self.time
         )
         .into_bytes()
@@ -318,6 +377,15 @@ mod tests {
 
     fn mine() -> Record {
         Record::new("mkdir", &new_token())
+    }
+
+    #[test]
+    fn stamp_renders_a_record_of_this_process() {
+        let st = Stamp::new("kernel", new_token());
+        let back = Record::parse(&st.render()).unwrap();
+        assert_eq!(back.token, st.token);
+        assert_eq!(back.method, "kernel");
+        assert_eq!(back.owner, *identity());
     }
 
     #[test]

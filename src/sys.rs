@@ -293,18 +293,40 @@ pub fn pidfd_open(pid: u32) -> SysResult<OwnedFd> {
 /// An inotify instance watching one directory.
 pub struct Inotify {
     fd: OwnedFd,
+    wd: libc::c_int,
+}
+
+/// A new inotify instance (close-on-exec, non-blocking).
+pub fn inotify_new() -> SysResult<OwnedFd> {
+    let fd = cvt(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Inotify {
-    /// Watches the directory open at `dirfd` for `mask` events.
-    pub fn watch_dir(dirfd: RawFd, mask: u32) -> SysResult<Inotify> {
-        let fd = cvt(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    /// Makes the instance `fd` watch the directory open at `dirfd` for
+    /// `mask` events. On failure the instance is handed back.
+    pub fn watch_dir(
+        fd: OwnedFd,
+        dirfd: RawFd,
+        mask: u32,
+    ) -> std::result::Result<Inotify, OwnedFd> {
         let path = cname(&format!("/proc/self/fd/{dirfd}"));
-        cvt(unsafe {
+        let wd = unsafe {
             libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask | libc::IN_ONLYDIR)
-        })?;
-        Ok(Inotify { fd })
+        };
+        if wd < 0 {
+            return Err(fd);
+        }
+        Ok(Inotify { fd, wd })
+    }
+
+    /// Removes the watch and hands back the instance, with its queue
+    /// drained, for reuse (closing an instance that had a watch waits for
+    /// an RCU grace period: milliseconds).
+    pub fn unwatch(self) -> OwnedFd {
+        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), self.wd) };
+        drain(self.fd.as_raw_fd());
+        self.fd
     }
 
     /// The descriptor to poll.
@@ -346,6 +368,12 @@ impl Inotify {
             }
         }
     }
+}
+
+/// Discards whatever events are queued on an inotify instance.
+pub fn drain(fd: RawFd) {
+    let mut buf = [0u8; 4096];
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: no

@@ -7,7 +7,40 @@ use crate::lockdir::Entry;
 use crate::owner::{self, Identity, Liveness};
 use crate::sys::{self, Inotify};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Idle inotify instances of this process (and the PID they belong to).
+/// Waits reuse them: closing one that had a watch costs an RCU grace
+/// period, several milliseconds that a new holder would spend holding the
+/// lock.
+static POOL: Mutex<(u32, Vec<OwnedFd>)> = Mutex::new((0, Vec::new()));
+/// Most idle instances kept.
+const POOL_MAX: usize = 16;
+
+/// Holds the pool's lock across a fork() (see `forksafe.rs`).
+pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
+    Box::new(POOL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn pooled_instance() -> Option<OwnedFd> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.0 != sys::pid() {
+        // Inherited across fork(): those instances are shared with the
+        // parent. Let go of our copies.
+        *pool = (sys::pid(), Vec::new());
+    }
+    let fd = pool.1.pop();
+    drop(pool);
+    fd.or_else(|| sys::inotify_new().ok())
+}
+
+fn return_instance(fd: OwnedFd) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.0 == sys::pid() && pool.1.len() < POOL_MAX {
+        pool.1.push(fd);
+    }
+}
 
 /// Fallback poll interval while an inotify watch is in place (events do not
 /// cross network or FUSE mounts, so we still look now and then).
@@ -23,6 +56,14 @@ pub struct Waiter {
     backoff: Duration,
 }
 
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(i) = self.inotify.take() {
+            return_instance(i.unwatch());
+        }
+    }
+}
+
 /// Why `Waiter::wait` returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Woke {
@@ -35,12 +76,26 @@ pub enum Woke {
 impl Waiter {
     /// Starts watching `entry` for `mask` events.
     pub fn new(entry: &Entry, mask: u32) -> Waiter {
+        let inotify = pooled_instance().and_then(|fd| {
+            Inotify::watch_dir(fd, entry.dirfd(), mask)
+                .map_err(return_instance)
+                .ok()
+        });
         Waiter {
-            inotify: Inotify::watch_dir(entry.dirfd(), mask).ok(),
+            inotify,
             name: entry.name.as_bytes().to_vec(),
             pidfd: None,
             backoff: Duration::from_millis(1),
         }
+    }
+
+    /// True when this wait already holds a pidfd on exactly that process
+    /// (and it has not exited, or `wait` would have said so): it is alive,
+    /// no need to look in /proc again.
+    pub fn watching(&self, holder: &Identity) -> bool {
+        self.pidfd
+            .as_ref()
+            .is_some_and(|(pid, start, _)| *pid == holder.pid && *start == holder.start)
     }
 
     /// Watches the holder's process if it can be seen from here. Returns

@@ -3,14 +3,14 @@
 use super::{Attempt, Backend, Holder, Stale};
 use crate::error::Result;
 use crate::lockdir::Entry;
-use crate::owner::Record;
+use crate::owner::Stamp;
 
 /// Always acquires at once; never touches the file system.
 #[derive(Debug, Default)]
 pub struct FakeLock;
 
 impl Backend for FakeLock {
-    fn try_acquire(&mut self, _: &Entry, _: &Record, _: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, _: &Entry, _: &Stamp, _: bool) -> Result<Attempt> {
         Ok(Attempt::Acquired)
     }
     fn release(&mut self, _: &Entry, _: &str) -> Result<()> {

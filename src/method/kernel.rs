@@ -8,7 +8,7 @@
 use super::{older_than, read_record, Attempt, Backend, Holder, HolderHandle, Stale};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
-use crate::owner::{self, Liveness, Record};
+use crate::owner::{self, Liveness, Stamp};
 use crate::sys::{self, LockKind};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -146,7 +146,7 @@ impl KernelLock {
 }
 
 impl Backend for KernelLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Record, block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, block: bool) -> Result<Attempt> {
         loop {
             let fd = self.open(entry)?;
             let got = if block {
@@ -210,9 +210,11 @@ impl Backend for KernelLock {
             self.file = None;
             return Err(Error::LockLost(entry.path()));
         }
-        // Ring the doorbell for waiters (rewrite the record's first byte).
+        // Ring the doorbell for waiters: a change of times is an IN_ATTRIB
+        // event, which record writes (IN_MODIFY) do not cause, so waiters
+        // are woken by releases only.
         if sys::ofd_conflict(fd, LockKind::Write, 2, 1).unwrap_or(false) {
-            let _ = sys::pwrite_all(fd, b"l", 0);
+            let _ = sys::futimens_now(fd);
         }
         Ok(())
     }
@@ -273,7 +275,7 @@ impl Backend for KernelLock {
     }
 
     fn wake_mask(&self) -> u32 {
-        libc::IN_MODIFY | libc::IN_DELETE | libc::IN_MOVED_FROM
+        libc::IN_ATTRIB | libc::IN_DELETE | libc::IN_MOVED_FROM
     }
 
     fn waiting(&mut self, entry: &Entry, on: bool) {

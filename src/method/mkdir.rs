@@ -12,7 +12,7 @@
 use super::{read_record, Attempt, Backend, Holder, HolderHandle, Stale};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
-use crate::owner::{self, Liveness, Record};
+use crate::owner::{self, Liveness, Stamp};
 use crate::sys;
 use std::os::fd::AsRawFd;
 
@@ -137,7 +137,7 @@ fn not_a_dir(entry: &Entry) -> Error {
 }
 
 impl Backend for MkdirLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Record, _block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, _block: bool) -> Result<Attempt> {
         let token = &record.token;
         if self.contended {
             if let Some(holder) = read_holder(entry)? {

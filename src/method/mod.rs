@@ -9,7 +9,7 @@ mod opencreate;
 use crate::error::Result;
 use crate::lockdir::Entry;
 use crate::options::Method;
-use crate::owner::Record;
+use crate::owner::{Record, Stamp};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, SystemTime};
 
@@ -62,7 +62,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// One attempt to acquire `entry` as acquisition `token`. With `block`,
     /// a method that can wait in the kernel may do so (only used when the
     /// caller waits forever and never breaks locks).
-    fn try_acquire(&mut self, entry: &Entry, record: &Record, block: bool) -> Result<Attempt>;
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, block: bool) -> Result<Attempt>;
     /// Releases our acquisition; `Error::LockLost` if it was broken.
     fn release(&mut self, entry: &Entry, token: &str) -> Result<()>;
     /// `Ok` while our acquisition is still the one at the entry.

@@ -8,7 +8,7 @@
 use super::{older_than, read_record, Attempt, Backend, Holder, HolderHandle, Stale};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
-use crate::owner::Record;
+use crate::owner::Stamp;
 use crate::sys::{self, LockKind};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -134,7 +134,7 @@ fn create_linked(entry: &Entry, bytes: &[u8], token: &str) -> Result<Option<Owne
 }
 
 impl Backend for OpenCreateLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Record, _block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, _block: bool) -> Result<Attempt> {
         if self.contended {
             if let Some(holder) = read_holder(entry)? {
                 return Ok(Attempt::Busy(holder));
