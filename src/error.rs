@@ -44,7 +44,7 @@ pub enum Error {
     #[error("not locked: {0}")]
     NotLocked(String),
     /// The lock was broken by another party (after `expire`).
-    #[error("lock lost: {0} was broken by another party after its expire time")]
+    #[error("lock lost: {0} was broken by another party (its holder judged dead, or the lock older than the breaker's expire)")]
     LockLost(String),
 }
 

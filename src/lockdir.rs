@@ -9,6 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// An open lock directory.
@@ -17,6 +18,9 @@ pub struct LockDir {
     fd: OwnedFd,
     path: PathBuf,
     pid: u32,
+    /// Whether the file system enforces OFD locks between descriptors:
+    /// 0 not probed yet, 1 yes, 2 no.
+    ofd: AtomicU8,
 }
 
 static CACHE: Mutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = Mutex::new(None);
@@ -80,12 +84,62 @@ impl LockDir {
             fd,
             path: path.to_path_buf(),
             pid: crate::sys::pid(),
+            ofd: AtomicU8::new(0),
         })
     }
 
     /// The directory descriptor.
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// Fails with `ENOLCK` unless open file description locks taken through
+    /// one descriptor exclude another descriptor on this file system. Some
+    /// FUSE file systems (bindfs with lock forwarding, for one) take every
+    /// lock as one process, so every lock "succeeds": the kernel and
+    /// opencreate methods would then silently not exclude. Probed once per
+    /// directory and process, with a private file that is removed again.
+    pub fn require_ofd_locks(&self) -> Result<()> {
+        let state = match self.ofd.load(Ordering::Relaxed) {
+            0 => {
+                let ok = self.probe_ofd();
+                self.ofd.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+            s => s == 1,
+        };
+        if state {
+            return Ok(());
+        }
+        Err(Error::Io {
+            call: "open file description locks are not enforced between descriptors on this \
+                   file system, so the kernel and opencreate methods cannot exclude here (use \
+                   the mkdir method); fcntl(F_OFD_SETLK) probe",
+            path: self.path.display().to_string(),
+            source: std::io::Error::from_raw_os_error(libc::ENOLCK),
+        })
+    }
+
+    fn probe_ofd(&self) -> bool {
+        use crate::sys::LockKind;
+        let name = sys::cname(&format!("~probe-{}", crate::owner::new_token()));
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let Ok(a) = sys::openat(self.raw(), &name, flags, 0o600) else {
+            // Cannot even make a file: the lock attempt will report why.
+            return true;
+        };
+        let enforced = match sys::openat(self.raw(), &name, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
+            Ok(b) => {
+                let first = sys::ofd_try(a.as_raw_fd(), LockKind::Write, 0, 1);
+                let second = sys::ofd_try(b.as_raw_fd(), LockKind::Write, 0, 1);
+                matches!((first, second), (Ok(true), Ok(false)))
+            }
+            Err(_) => true,
+        };
+        // Unlinked only now: some FUSE file systems treat locks on an
+        // unlinked file differently.
+        let _ = sys::unlinkat(self.raw(), &name, 0);
+        enforced
     }
 
     /// The path it was opened by.

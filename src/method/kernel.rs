@@ -76,6 +76,7 @@ impl KernelLock {
             // Inherited across fork(): close our copy only.
             self.file = None;
         }
+        entry.dir.require_ofd_locks()?;
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
         let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0o666) {
             Ok(fd) => fd,
@@ -101,13 +102,14 @@ impl KernelLock {
         Ok(raw)
     }
 
-    fn holder(&self, entry: &Entry, fd: RawFd) -> Result<Holder> {
-        let st = sys::fstat(fd).map_err(|e| entry.err("fstat", e))?;
-        Ok(Holder {
+    fn holder(&self, fd: RawFd) -> Holder {
+        // A failed fstat (a FUSE file system may answer ENOENT for a file
+        // unlinked elsewhere) just leaves the age unknown.
+        Holder {
             record: read_record(fd),
-            mtime: Some(sys::mtime(&st)),
+            mtime: sys::fstat(fd).ok().map(|st| sys::mtime(&st)),
             handle: HolderHandle::OwnFile,
-        })
+        }
     }
 
     fn held_file(&self, entry: &Entry) -> Result<&LockFile> {
@@ -164,7 +166,7 @@ impl Backend for KernelLock {
                         self.file = None;
                         continue;
                     }
-                    return Ok(Attempt::Busy(self.holder(entry, fd)?));
+                    return Ok(Attempt::Busy(self.holder(fd)));
                 }
                 // Byte 0 is ours but a breaker is looking at byte 1: it
                 // finishes in a few steps.
@@ -271,7 +273,7 @@ impl Backend for KernelLock {
         if !locked {
             return Ok(None);
         }
-        self.holder(entry, fd.as_raw_fd()).map(Some)
+        Ok(Some(self.holder(fd.as_raw_fd())))
     }
 
     fn wake_mask(&self) -> u32 {

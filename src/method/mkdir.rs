@@ -90,7 +90,12 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
         Err(libc::ENOTDIR) | Err(libc::ELOOP) => return Err(not_a_dir(entry)),
         Err(e) => return Err(entry.err("open", e)),
     };
-    let names = sys::list_dir(dfd.as_raw_fd()).map_err(|e| entry.err("readdir", e))?;
+    let names = match sys::list_dir(dfd.as_raw_fd()) {
+        Ok(n) => n,
+        // Removed while we looked (some FUSE file systems say so here).
+        Err(libc::ENOENT) | Err(libc::ESTALE) => return Ok(None),
+        Err(e) => return Err(entry.err("readdir", e)),
+    };
     let token = names.iter().find_map(|n| {
         n.strip_prefix(b"o.")
             .filter(|t| is_token(t))

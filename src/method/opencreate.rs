@@ -69,7 +69,12 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
         Err(libc::ELOOP) | Err(libc::EISDIR) | Err(libc::ENXIO) => return Err(not_a_file(entry)),
         Err(e) => return Err(entry.err("open", e)),
     };
-    let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
+    let st = match sys::fstat(fd.as_raw_fd()) {
+        Ok(st) => st,
+        // Unlinked while we looked (some FUSE file systems say so here).
+        Err(libc::ENOENT) | Err(libc::ESTALE) => return Ok(None),
+        Err(e) => return Err(entry.err("fstat", e)),
+    };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(not_a_file(entry));
     }
@@ -135,6 +140,8 @@ fn create_linked(entry: &Entry, bytes: &[u8], token: &str) -> Result<Option<Owne
 
 impl Backend for OpenCreateLock {
     fn try_acquire(&mut self, entry: &Entry, record: &Stamp, _block: bool) -> Result<Attempt> {
+        // Release and break rely on OFD locks as their guard.
+        entry.dir.require_ofd_locks()?;
         if self.contended {
             if let Some(holder) = read_holder(entry)? {
                 return Ok(Attempt::Busy(holder));
@@ -195,7 +202,12 @@ impl Backend for OpenCreateLock {
         {
             return Ok(false);
         }
-        let st = sys::fstat(fd).map_err(|e| entry.err("fstat", e))?;
+        let st = match sys::fstat(fd) {
+            Ok(st) => st,
+            // Unlinked meanwhile (some FUSE file systems answer so).
+            Err(libc::ENOENT) | Err(libc::ESTALE) => return Ok(true),
+            Err(e) => return Err(entry.err("fstat", e)),
+        };
         if !still_at_entry(entry, &st)? {
             return Ok(true);
         }

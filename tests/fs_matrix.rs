@@ -1,0 +1,250 @@
+//! The file system matrix (`hardening/fs_matrix.sh`), run by `cargo test`.
+//!
+//! The script mounts tmpfs, ext4/xfs/btrfs loop images, overlayfs and FUSE
+//! (bindfs) file systems in a private `mktemp -d` directory and runs the C
+//! driver `hardening/fsprobe.c` against this build's `liblocking.so` on each,
+//! for every lock method: a stress run with lost-update counters, a stress run
+//! with random SIGKILLs, the recovery of a SIGKILLed holder's lock by waiters
+//! with expire disabled, and open_locked_fd; then two bindfs mounts of one
+//! directory ("two views", as two hosts sharing a network file system). It
+//! fails on any silent non-exclusion, stall, or error without a message, and
+//! when its negative controls are not caught.
+//!
+//! It needs root (mount, losetup). Without root, or when nothing can be
+//! mounted, the script prints `SKIP: <reason>` and this test passes; rows
+//! whose tools are missing are shown as skipped (Debian packages:
+//! e2fsprogs xfsprogs btrfs-progs bindfs fuse3). With
+//! `LOCKING_FS_MATRIX_STRICT=1` such skips fail.
+//!
+//! The result tables go to stdout (`cargo test --test fs_matrix --
+//! --nocapture`) and to `<target tmp>/fs_matrix/<pid>/RESULTS.md` (running
+//! the script by hand writes `hardening/RESULTS.md`).
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The script is meant to take about a minute; past this it is stopped
+/// (SIGTERM, so that its trap unmounts everything; then SIGKILL).
+const WATCHDOG: Duration = Duration::from_secs(300);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn has_lib(dir: &Path) -> bool {
+    dir.join("liblocking.so").is_file()
+}
+
+/// The directory holding this build's liblocking.so: `cargo test` builds
+/// every crate type of the library into `target/<profile>/deps`; if this
+/// cargo did not, `cargo build --lib` puts it in `target/<profile>`.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir").to_path_buf();
+    if has_lib(&deps) {
+        return deps;
+    }
+    let profile_dir = deps.parent().expect("profile dir").to_path_buf();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile name")
+        .to_string();
+    let above = profile_dir.parent().expect("target dir").to_path_buf();
+    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
+        (above, None)
+    } else {
+        let t = above.file_name().unwrap().to_string_lossy().into_owned();
+        (above.parent().expect("target dir").to_path_buf(), Some(t))
+    };
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.arg("build")
+        .arg("--lib")
+        .arg("--manifest-path")
+        .arg(repo().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.arg("--profile").arg(other);
+        }
+    }
+    if let Some(t) = triple {
+        cmd.arg("--target").arg(t);
+    }
+    let out = cmd.output().expect("running cargo build");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        has_lib(&profile_dir),
+        "after `cargo build --lib`, {} lacks liblocking.so",
+        profile_dir.display()
+    );
+    profile_dir
+}
+
+fn read(p: &Path) -> String {
+    let mut s = String::new();
+    let _ = fs::File::open(p).and_then(|mut f| f.read_to_string(&mut s));
+    s
+}
+
+/// Mount points under `dir` still listed in /proc/mounts.
+fn mounts_under(dir: &str) -> Vec<String> {
+    let prefix = format!("{dir}/");
+    read(Path::new("/proc/mounts"))
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `<target tmp>/fs_matrix/<pid>`: runs may overlap (two `cargo test` at
+/// once), so each has its own directory. Directories of runs whose process
+/// is gone are removed, unless something is still mounted below them
+/// (removing files there would reach into the mounted file system).
+fn work_dir() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fs_matrix");
+    if let Ok(entries) = fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(pid) = name.parse::<u32>() else {
+                continue;
+            };
+            if Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            let path = e.path();
+            if mounts_under(&path.to_string_lossy()).is_empty() {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    fs::create_dir_all(&dir).expect("creating the work dir");
+    dir
+}
+
+#[test]
+fn file_system_matrix() {
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIP: not root (the file system matrix mounts file systems)");
+        return;
+    }
+    let work = work_dir();
+    let out_path = work.join("stdout.txt");
+    let err_path = work.join("stderr.txt");
+
+    let start = Instant::now();
+    let mut child = Command::new("bash")
+        .arg(repo().join("hardening/fs_matrix.sh"))
+        .env("LOCKING_LIB_DIR", lib_dir())
+        .env("LOCKING_FS_MATRIX_RESULTS", work.join("RESULTS.md"))
+        .env("TMPDIR", &work)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("running hardening/fs_matrix.sh");
+    let pgid = child.id() as libc::pid_t;
+    let mut status = None;
+    while start.elapsed() < WATCHDOG {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            status = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if status.is_none() {
+        // let the script's trap unmount and detach what it set up
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // nothing of the run survives it
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    let out = read(&out_path);
+    let err = read(&err_path);
+    println!("{out}");
+    if !err.is_empty() {
+        println!("--- stderr ---\n{err}");
+    }
+    println!("fs_matrix.sh took {:.1?}", start.elapsed());
+
+    // the script cleans up after itself, even on failure; check it did
+    let workdir = out
+        .lines()
+        .find_map(|l| l.strip_prefix("WORKDIR "))
+        .map(str::to_string);
+    if let Some(dir) = &workdir {
+        let left = mounts_under(dir);
+        for m in left.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        assert!(
+            left.is_empty(),
+            "fs_matrix.sh left mounts behind (now lazily unmounted): {left:?}"
+        );
+        let loops = Command::new("losetup")
+            .arg("-a")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let stale: Vec<&str> = loops.lines().filter(|l| l.contains(dir.as_str())).collect();
+        assert!(
+            stale.is_empty(),
+            "fs_matrix.sh left loop devices: {stale:?}"
+        );
+    }
+
+    let Some(status) = status else {
+        panic!("fs_matrix.sh hung: stopped after {WATCHDOG:?}");
+    };
+    if let Some(reason) = out.lines().find(|l| l.starts_with("SKIP:")) {
+        assert!(
+            status.success(),
+            "fs_matrix.sh skipped but failed: {status:?}"
+        );
+        println!("{reason}");
+        return;
+    }
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        status.success() && fails.is_empty(),
+        "fs_matrix.sh failed ({}):\n{}",
+        match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => format!("{status:?}"),
+        },
+        fails.join("\n")
+    );
+    assert!(
+        out.contains("fs_matrix: all checks passed"),
+        "fs_matrix.sh ended without its closing line"
+    );
+}
