@@ -17,14 +17,14 @@ cp "$here"/*.pml "$work"/
 passed=0
 failed=0
 
-# check NAME FILE MODE EXPECT [SPIN-DEFINES...]
+# [OPT=-O2] check NAME FILE MODE EXPECT [SPIN-DEFINES...]
+#   OPT    optimisation for pan (default -O1: compiles fast; -O2 pays off
+#          only for the searches of millions of states)
 #   MODE   safety | liveness
 #   EXPECT ok     : no error, and (for the full safety runs) no unreached code
 #          clean  : no error
 #          assert : spin must find the critical-section assertion violated
 #          cycle  : spin must find an acceptance cycle (liveness violation)
-#          known  : like cycle, for the livelock of the protocol as written
-#                   that README.md reports (flip to clean once fixed)
 check() {
 	local name=$1 file=$2 mode=$3 expect=$4
 	shift 4
@@ -41,7 +41,7 @@ check() {
 	start=$(date +%s.%N)
 	out=$(cd "$dir" &&
 		spin "$@" -a "$file" >spin.log 2>&1 &&
-		$CC -O2 -w $cflags -DMEMLIM=2048 -o pan pan.c >cc.log 2>&1 &&
+		$CC ${OPT:--O1} -w $cflags -DMEMLIM=2048 -o pan pan.c >cc.log 2>&1 &&
 		./pan -m1000000 $pflags 2>&1)
 	local rc=$?
 	end=$(date +%s.%N)
@@ -68,7 +68,7 @@ check() {
 			if printf '%s\n' "$out" | grep -q 'assertion violated.*incs\[q\]'; then
 				verdict=PASS
 			fi ;;
-		cycle|known)
+		cycle)
 			if printf '%s\n' "$out" | grep -q 'acceptance cycle'; then
 				verdict=PASS
 			fi ;;
@@ -79,7 +79,6 @@ check() {
 	case $expect in
 	assert) what="violation found (expected)" ;;
 	cycle) what="liveness violation found (expected)" ;;
-	known) what="known livelock found (README)" ;;
 	*) what="no error" ;;
 	esac
 	if [ $verdict = PASS ]; then
@@ -91,19 +90,22 @@ check() {
 	fi
 }
 
+# kernel: the safety runs with expire use -DNO_BLOCK (every Locker
+# non-blocking): a blocking Locker's steps are a subset of a non-blocking
+# one's (see kernel.pml), so this loses nothing and halves the search.
 for m in mkdir opencreate kernel; do
-	check "$m-safety"            $m.pml safety   ok                # 3 procs x 2 locks
-	check "$m-safety-2x4"        $m.pml safety   clean  -DNPROC=2 -DITER=4
+	nb=; [ $m = kernel ] && nb=-DNO_BLOCK
+	OPT=-O2 check "$m-safety"    $m.pml safety   ok     $nb        # 3 procs x 2 locks
+	check "$m-safety-2x4"        $m.pml safety   clean  $nb -DNPROC=2 -DITER=4
 	check "$m-safety-no-expire"  $m.pml safety   clean  -DNO_EXPIRE
 	check "$m-liveness"          $m.pml liveness clean  -DLIVENESS -DNO_EXPIRE
-	check "$m-buggy"             $m.pml safety   assert -DBUGGY
+	check "$m-buggy"             $m.pml safety   assert $nb -DBUGGY
 done
 check "mkdir-buggy-liveness"       mkdir.pml      liveness cycle -DLIVENESS -DNO_EXPIRE -DBUGGY_LIVE
 check "mkdir-liveness-expire"      mkdir.pml      liveness clean -DLIVENESS
 check "opencreate-liveness-expire" opencreate.pml liveness clean -DLIVENESS
-check "kernel-liveness-expire"     kernel.pml     liveness known -DLIVENESS
-check "kernel-trylock0-safety"     kernel.pml     safety   ok    -DTRYLOCK0
-check "kernel-trylock0-liveness"   kernel.pml     liveness clean -DLIVENESS -DTRYLOCK0
+OPT=-O2 check "kernel-liveness-expire" kernel.pml liveness clean -DLIVENESS
+check "kernel-old-liveness-expire" kernel.pml     liveness cycle -DLIVENESS -DOLD_ACQUIRE -DNO_BLOCK
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

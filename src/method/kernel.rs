@@ -12,6 +12,10 @@ use crate::owner::{self, Liveness, Stamp};
 use crate::sys::{self, LockKind};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+/// Longest wait for a breaker to release byte 1 (its check-and-unlink
+/// takes a few system calls; longer means it is stopped).
+const GUARD_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Size the owner record is padded to, so rewriting it never needs a
 /// truncate.
 const RECORD_SIZE: usize = 512;
@@ -119,6 +123,22 @@ impl KernelLock {
         }
     }
 
+    /// Takes byte 1 (the break guard), polling for up to [`GUARD_WAIT`].
+    fn wait_guard(&self, entry: &Entry, fd: RawFd) -> Result<bool> {
+        let until = std::time::Instant::now() + GUARD_WAIT;
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            if sys::ofd_try(fd, LockKind::Write, 1, 1).map_err(|e| fcntl_err(entry, e))? {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= until {
+                return Ok(false);
+            }
+            sys::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The break steps, run while holding byte 1 of our file.
     fn break_guarded(&mut self, entry: &Entry, fd: RawFd, why: Stale) -> Result<bool> {
         let st = self.file.as_ref().expect("open").st;
@@ -169,8 +189,13 @@ impl Backend for KernelLock {
                     return Ok(Attempt::Busy(self.holder(fd)));
                 }
                 // Byte 0 is ours but a breaker is looking at byte 1: it
-                // finishes in a few steps.
-                wait_byte(entry, fd, 1, 1)?;
+                // finishes in a few steps. Wait for it, but not for a
+                // breaker that is stopped or frozen: then let byte 0 go and
+                // report the lock busy, so our own timeout still holds.
+                if !self.wait_guard(entry, fd)? {
+                    sys::ofd_try(fd, LockKind::Unlock, 0, 1).map_err(|e| fcntl_err(entry, e))?;
+                    return Ok(Attempt::Busy(self.holder(fd)));
+                }
             }
             let st = self.file.as_ref().expect("open").st;
             if !still_at_entry(entry, &st)? {
