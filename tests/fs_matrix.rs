@@ -27,72 +27,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// The script is meant to take about a minute; past this it is stopped
 /// (SIGTERM, so that its trap unmounts everything; then SIGKILL).
 const WATCHDOG: Duration = Duration::from_secs(300);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn has_lib(dir: &Path) -> bool {
-    dir.join("liblocking.so").is_file()
-}
-
-/// The directory holding this build's liblocking.so: `cargo test` builds
-/// every crate type of the library into `target/<profile>/deps`; if this
-/// cargo did not, `cargo build --lib` puts it in `target/<profile>`.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir").to_path_buf();
-    if has_lib(&deps) {
-        return deps;
-    }
-    let profile_dir = deps.parent().expect("profile dir").to_path_buf();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile name")
-        .to_string();
-    let above = profile_dir.parent().expect("target dir").to_path_buf();
-    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-        (above, None)
-    } else {
-        let t = above.file_name().unwrap().to_string_lossy().into_owned();
-        (above.parent().expect("target dir").to_path_buf(), Some(t))
-    };
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--lib")
-        .arg("--manifest-path")
-        .arg(repo().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.arg("--profile").arg(other);
-        }
-    }
-    if let Some(t) = triple {
-        cmd.arg("--target").arg(t);
-    }
-    let out = cmd.output().expect("running cargo build");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        has_lib(&profile_dir),
-        "after `cargo build --lib`, {} lacks liblocking.so",
-        profile_dir.display()
-    );
-    profile_dir
-}
+use support::{lib_dir, repo};
 
 fn read(p: &Path) -> String {
     let mut s = String::new();
