@@ -64,7 +64,9 @@ static void properties(int m)
     if (fd < 0)
         FATAL("cannot go on");
     struct stat st;
-    CHECK(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0644,
+    memset(&st, 0, sizeof st);
+    int fst = fstat(fd, &st);
+    CHECK(fst == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0644,
           "created as a regular file with mode 0644 under umask 022 (0%o)",
           (unsigned)(st.st_mode & 0777));
     int fl = fcntl(fd, F_GETFL);

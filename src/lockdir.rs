@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// An open lock directory.
@@ -21,7 +21,27 @@ pub struct LockDir {
     /// Whether the file system enforces OFD locks between descriptors:
     /// 0 not probed yet, 1 yes, 2 no.
     ofd: AtomicU8,
+    /// Descriptor of the `~tmp` subdirectory (mkdir method), or -1.
+    tmp: AtomicI32,
+    /// Earlier `~tmp` descriptors that stopped working (the directory was
+    /// removed); closed when the LockDir goes, when nobody can use them.
+    retired: Mutex<Vec<RawFd>>,
 }
+
+impl Drop for LockDir {
+    fn drop(&mut self) {
+        let mut fds = std::mem::take(self.retired.get_mut().unwrap_or_else(|e| e.into_inner()));
+        fds.push(self.tmp.swap(-1, Ordering::Relaxed));
+        for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+            // SAFETY: descriptors this LockDir opened and owns; nobody else
+            // can use them any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// The subdirectory where the mkdir method prepares entries.
+pub const TMP_DIR: &str = "~tmp";
 
 static CACHE: Mutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = Mutex::new(None);
 
@@ -85,6 +105,8 @@ impl LockDir {
             path: path.to_path_buf(),
             pid: crate::sys::pid(),
             ofd: AtomicU8::new(0),
+            tmp: AtomicI32::new(-1),
+            retired: Mutex::new(Vec::new()),
         })
     }
 
@@ -140,6 +162,58 @@ impl LockDir {
         // unlinked file differently.
         let _ = sys::unlinkat(self.raw(), &name, 0);
         enforced
+    }
+
+    /// A descriptor of `~tmp` inside the lock directory (created if
+    /// missing, never followed if it is a symlink), opened once and kept.
+    /// `stale` drops a kept one that no longer works (removed meanwhile).
+    pub fn tmp_dir(&self, stale: bool) -> Result<RawFd> {
+        if stale {
+            // Retire it, but do not close it yet: another thread may be
+            // using that number right now, and a reused number could then
+            // name some other directory.
+            let old = self.tmp.swap(-1, Ordering::Relaxed);
+            if old >= 0 {
+                self.retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(old);
+            }
+        }
+        let fd = self.tmp.load(Ordering::Relaxed);
+        if fd >= 0 {
+            return Ok(fd);
+        }
+        let name = sys::cname(TMP_DIR);
+        let path = self.path.join(TMP_DIR).display().to_string();
+        match sys::mkdirat(self.raw(), &name, 0o777) {
+            Ok(()) | Err(libc::EEXIST) => {}
+            Err(e) => return Err(Error::os("mkdir", path, e)),
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let opened =
+            match sys::openat(self.raw(), &name, flags, 0) {
+                Ok(fd) => fd,
+                Err(e @ (libc::ELOOP | libc::ENOTDIR)) => return Err(Error::Io {
+                    call:
+                        "open (not a directory: a symlink or file planted at the library's ~tmp?)",
+                    path,
+                    source: std::io::Error::from_raw_os_error(e),
+                }),
+                Err(e) => return Err(Error::os("open", path, e)),
+            };
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(opened);
+        match self
+            .tmp
+            .compare_exchange(-1, raw, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(raw),
+            Err(other) => {
+                // Another thread was first: use its descriptor.
+                unsafe { libc::close(raw) };
+                Ok(other)
+            }
+        }
     }
 
     /// The path it was opened by.

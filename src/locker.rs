@@ -310,9 +310,18 @@ impl Locker {
     /// after fork()), `LockLost` when another party broke it (the lock is
     /// then no longer held, and the new holder is left alone).
     pub fn unlock(&mut self) -> Result<()> {
-        let token = self.held_token()?;
-        self.held = None;
-        self.backend.release(&self.entry, &token)
+        self.held_token()?;
+        let held = self.held.take().expect("held");
+        match self.backend.release(&self.entry, &held.token) {
+            // An OS failure (a read-only or vanished file system, ...) left
+            // the lock in place: it is still ours, to unlock again or to
+            // release on drop; forgetting it would strand it.
+            Err(e @ Error::Io { .. }) => {
+                self.held = Some(held);
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     /// `Ok` while this Locker still holds its lock; `LockLost` if it was

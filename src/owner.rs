@@ -354,8 +354,15 @@ pub fn judge(rec: Option<&Record>, me: &Identity) -> Liveness {
     process_liveness(o.pid, o.start)
 }
 
+/// The largest PID Linux can hand out (`PID_MAX_LIMIT` on 64-bit).
+const PID_MAX_LIMIT: u32 = 4_194_304;
+
 /// Whether process `pid` with start time `start` runs (zombies count as dead).
+/// A PID no Linux process can have is garbage, judged unknown, never dead.
 pub fn process_liveness(pid: u32, start: u64) -> Liveness {
+    if pid == 0 || pid > PID_MAX_LIMIT {
+        return Liveness::Unknown;
+    }
     match proc_stat(pid) {
         None => {
             // No /proc entry: dead, unless /proc itself is missing.
@@ -433,6 +440,15 @@ mod tests {
         // PID reuse within this test is possible but then the start time
         // differs, which is dead as well.
         assert_eq!(judge(Some(&r), &identity()), Liveness::Dead);
+    }
+
+    #[test]
+    fn impossible_pid_is_unknown_not_dead() {
+        for pid in [4_194_305, 99_999_999, 2_147_483_648, u32::MAX] {
+            let mut r = mine();
+            r.owner.pid = pid;
+            assert_eq!(judge(Some(&r), &identity()), Liveness::Unknown, "{pid}");
+        }
     }
 
     #[test]

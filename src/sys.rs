@@ -63,9 +63,9 @@ pub fn mkdirat(dir: RawFd, name: &CStr, mode: libc::mode_t) -> SysResult<()> {
     cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) }).map(drop)
 }
 
-/// `renameat(dirfd, from, dirfd, to)`.
-pub fn renameat(dir: RawFd, from: &CStr, to: &CStr) -> SysResult<()> {
-    cvt(unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) }).map(drop)
+/// `renameat(from_dir, from, to_dir, to)`.
+pub fn renameat_between(from_dir: RawFd, from: &CStr, to_dir: RawFd, to: &CStr) -> SysResult<()> {
+    cvt(unsafe { libc::renameat(from_dir, from.as_ptr(), to_dir, to.as_ptr()) }).map(drop)
 }
 
 /// `unlinkat(dirfd, name, flags)`.

@@ -11,10 +11,11 @@
 
 use super::{read_record, Attempt, Backend, Holder, HolderHandle, Stale};
 use crate::error::{Error, Result};
-use crate::lockdir::Entry;
+use crate::lockdir::{Entry, TMP_DIR};
 use crate::owner::{self, Liveness, Stamp};
 use crate::sys;
-use std::os::fd::AsRawFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// State of one mkdir-method Locker.
 #[derive(Debug, Default)]
@@ -25,36 +26,44 @@ pub struct MkdirLock {
     contended: bool,
 }
 
-/// The directory, inside the lock directory, where entries are prepared.
-const TMP_DIR: &str = "~tmp";
-
 /// A leftover private directory with no readable record is removed once it
 /// is this old (a live acquirer keeps one for microseconds).
 const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn record_name(entry: &str, token: &str) -> String {
-    format!("{entry}/o.{token}")
+fn record_file(token: &str) -> CString {
+    sys::cname(&format!("o.{token}"))
 }
 
 fn is_token(s: &[u8]) -> bool {
     s.len() == 32 && s.iter().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The entry directory itself, never through a symlink. `Ok(None)` when
+/// there is no directory there (gone, or replaced by something else).
+fn open_entry(entry: &Entry) -> Result<Option<OwnedFd>> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    match sys::openat(entry.dirfd(), &entry.cname, flags, 0) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) | Err(libc::ELOOP) => Ok(None),
+        Err(e) => Err(entry.err("open", e)),
+    }
+}
+
 /// Removes `o.<token>` inside the entry, then the entry if it is empty.
 /// `Ok(false)` when `o.<token>` was not there (not that acquisition's lock).
 fn remove_acquisition(entry: &Entry, token: &str) -> Result<bool> {
-    let rec = sys::cname(&record_name(&entry.name, token));
-    match sys::unlinkat(entry.dirfd(), &rec, 0) {
+    let Some(efd) = open_entry(entry)? else {
+        return Ok(false);
+    };
+    match sys::unlinkat(efd.as_raw_fd(), &record_file(token), 0) {
         Ok(()) => {}
         Err(libc::ENOENT) => return Ok(false),
         Err(e) => {
-            return Err(Error::os(
-                "unlink",
-                entry.path_of(&record_name(&entry.name, token)),
-                e,
-            ))
+            let path = entry.path_of(&format!("{}/o.{token}", entry.name));
+            return Err(Error::os("unlink", path, e));
         }
     }
+    drop(efd);
     match sys::unlinkat(entry.dirfd(), &entry.cname, libc::AT_REMOVEDIR) {
         // Not empty: a new holder already renamed its lock over ours.
         Ok(()) | Err(libc::ENOENT) | Err(libc::ENOTEMPTY) | Err(libc::EEXIST) => Ok(true),
@@ -62,23 +71,26 @@ fn remove_acquisition(entry: &Entry, token: &str) -> Result<bool> {
     }
 }
 
-fn discard_tmp(entry: &Entry, tmp: &str, token: &str) {
-    let _ = sys::unlinkat(entry.dirfd(), &sys::cname(&format!("{tmp}/o.{token}")), 0);
-    let _ = sys::unlinkat(entry.dirfd(), &sys::cname(tmp), libc::AT_REMOVEDIR);
+fn discard_tmp(tmpfd: RawFd, tmp: &CStr, token: &str) {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+    if let Ok(fd) = sys::openat(tmpfd, tmp, flags, 0) {
+        let _ = sys::unlinkat(fd.as_raw_fd(), &record_file(token), 0);
+    }
+    let _ = sys::unlinkat(tmpfd, tmp, libc::AT_REMOVEDIR);
 }
 
-/// Makes the private directory `~tmp/t-<token>`, creating `~tmp` if needed.
-fn make_tmp(entry: &Entry, tmp: &str) -> Result<()> {
-    let dir = entry.dirfd();
-    let ctmp = sys::cname(tmp);
-    match sys::mkdirat(dir, &ctmp, 0o777) {
-        Err(libc::ENOENT) => match sys::mkdirat(dir, &sys::cname(TMP_DIR), 0o777) {
-            Ok(()) | Err(libc::EEXIST) => sys::mkdirat(dir, &ctmp, 0o777),
-            Err(e) => Err(e),
-        },
-        other => other,
+type RecordAndAge = (Option<owner::Record>, Option<std::time::SystemTime>);
+
+/// Reads an owner record file if it is a regular file (never blocking on a
+/// FIFO or following a symlink): the record and its mtime.
+fn read_record_file(dirfd: RawFd, name: &CStr) -> std::result::Result<RecordAndAge, i32> {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let fd = sys::openat(dirfd, name, flags, 0)?;
+    let st = sys::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok((None, None));
     }
-    .map_err(|e| Error::os("mkdir", entry.path_of(tmp), e))
+    Ok((read_record(fd.as_raw_fd()), Some(sys::mtime(&st))))
 }
 
 /// Reads who holds the entry. `None` when it vanished meanwhile.
@@ -113,17 +125,8 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
             handle: HolderHandle::None,
         }));
     };
-    let rname = sys::cname(&format!("o.{token}"));
-    let (record, mtime) = match sys::openat(
-        dfd.as_raw_fd(),
-        &rname,
-        libc::O_RDONLY | libc::O_NOFOLLOW,
-        0,
-    ) {
-        Ok(fd) => (
-            read_record(fd.as_raw_fd()),
-            sys::fstat(fd.as_raw_fd()).ok().map(|s| sys::mtime(&s)),
-        ),
+    let (record, mtime) = match read_record_file(dfd.as_raw_fd(), &record_file(&token)) {
+        Ok(found) => found,
         Err(libc::ENOENT) => return Ok(None),
         Err(_) => (None, None),
     };
@@ -149,38 +152,48 @@ impl Backend for MkdirLock {
                 return Ok(Attempt::Busy(holder));
             }
         }
-        let tmp = format!("{TMP_DIR}/t-{token}");
-        let ctmp = sys::cname(&tmp);
-        let dir = entry.dirfd();
-        make_tmp(entry, &tmp)?;
-        let rec_in_tmp = format!("{tmp}/o.{token}");
+        let tmp = sys::cname(&format!("t-{token}"));
+        let tmp_path = || entry.path_of(&format!("{TMP_DIR}/t-{token}"));
+        let mut tmpfd = entry.dir.tmp_dir(false)?;
+        if let Err(e) = sys::mkdirat(tmpfd, &tmp, 0o777) {
+            if e != libc::ENOENT {
+                return Err(Error::os("mkdir", tmp_path(), e));
+            }
+            // `~tmp` was removed meanwhile: open it afresh.
+            tmpfd = entry.dir.tmp_dir(true)?;
+            sys::mkdirat(tmpfd, &tmp, 0o777).map_err(|e| Error::os("mkdir", tmp_path(), e))?;
+        }
         let written = sys::openat(
-            dir,
-            &sys::cname(&rec_in_tmp),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o666,
+            tmpfd,
+            &tmp,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
         )
+        .and_then(|dfd| {
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+            sys::openat(dfd.as_raw_fd(), &record_file(token), flags, 0o666)
+        })
         .and_then(|fd| sys::pwrite_all(fd.as_raw_fd(), &record.render(), 0));
         if let Err(e) = written {
-            discard_tmp(entry, &tmp, token);
-            return Err(Error::os("write", entry.path_of(&rec_in_tmp), e));
+            discard_tmp(tmpfd, &tmp, token);
+            return Err(Error::os("write", tmp_path(), e));
         }
-        match sys::renameat(dir, &ctmp, &entry.cname) {
+        match sys::renameat_between(tmpfd, &tmp, entry.dirfd(), &entry.cname) {
             Ok(()) => {
                 self.contended = false;
                 Ok(Attempt::Acquired)
             }
             Err(libc::EEXIST) | Err(libc::ENOTEMPTY) => {
-                discard_tmp(entry, &tmp, token);
+                discard_tmp(tmpfd, &tmp, token);
                 self.contended = true;
                 Ok(read_holder(entry)?.map_or(Attempt::Retry, Attempt::Busy))
             }
             Err(libc::ENOTDIR) | Err(libc::EISDIR) => {
-                discard_tmp(entry, &tmp, token);
+                discard_tmp(tmpfd, &tmp, token);
                 Err(not_a_dir(entry))
             }
             Err(e) => {
-                discard_tmp(entry, &tmp, token);
+                discard_tmp(tmpfd, &tmp, token);
                 Err(entry.err("rename", e))
             }
         }
@@ -195,17 +208,23 @@ impl Backend for MkdirLock {
     }
 
     fn check(&self, entry: &Entry, token: &str) -> Result<()> {
-        match sys::lstatat(entry.dirfd(), &sys::cname(&record_name(&entry.name, token))) {
+        let Some(efd) = open_entry(entry)? else {
+            return Err(Error::LockLost(entry.path()));
+        };
+        match sys::lstatat(efd.as_raw_fd(), &record_file(token)) {
             Ok(_) => Ok(()),
-            Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(Error::LockLost(entry.path())),
+            Err(libc::ENOENT) => Err(Error::LockLost(entry.path())),
             Err(e) => Err(entry.err("stat", e)),
         }
     }
 
     fn refresh(&mut self, entry: &Entry, token: &str) -> Result<()> {
-        match sys::touchat(entry.dirfd(), &sys::cname(&record_name(&entry.name, token))) {
+        let Some(efd) = open_entry(entry)? else {
+            return Err(Error::LockLost(entry.path()));
+        };
+        match sys::touchat(efd.as_raw_fd(), &record_file(token)) {
             Ok(()) => Ok(()),
-            Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(Error::LockLost(entry.path())),
+            Err(libc::ENOENT) => Err(Error::LockLost(entry.path())),
             Err(e) => Err(entry.err("utimensat", e)),
         }
     }
@@ -229,27 +248,30 @@ impl Backend for MkdirLock {
     /// while they had one prepared: those whose record's owner is dead, and
     /// those with no record that are older than [`ORPHAN_AGE`].
     fn sweep(&self, entry: &Entry) {
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-        let Ok(tmpfd) = sys::openat(entry.dirfd(), &sys::cname(TMP_DIR), flags, 0) else {
+        let Ok(tfd) = entry.dir.tmp_dir(false) else {
             return;
         };
-        let tfd = tmpfd.as_raw_fd();
         let me = owner::identity();
+        let dflags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
         for name in sys::list_dir(tfd).unwrap_or_default() {
             let Some(token) = name.strip_prefix(b"t-").filter(|t| is_token(t)) else {
                 continue;
             };
             let token = String::from_utf8_lossy(token).into_owned();
             let sub = sys::cname(&format!("t-{token}"));
-            let rec = sys::cname(&format!("t-{token}/o.{token}"));
-            let dead = match sys::openat(tfd, &rec, libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
-                Ok(fd) => owner::judge(read_record(fd.as_raw_fd()).as_ref(), &me) == Liveness::Dead,
-                Err(_) => sys::lstatat(tfd, &sub)
+            // Never through a symlink planted in ~tmp.
+            let Ok(sfd) = sys::openat(tfd, &sub, dflags, 0) else {
+                continue;
+            };
+            let dead = match read_record_file(sfd.as_raw_fd(), &record_file(&token)) {
+                Ok((rec, _)) => owner::judge(rec.as_ref(), &me) == Liveness::Dead,
+                Err(libc::ENOENT) => sys::fstat(sfd.as_raw_fd())
                     .map(|st| super::older_than(sys::mtime(&st), ORPHAN_AGE))
                     .unwrap_or(false),
+                Err(_) => false,
             };
             if dead {
-                let _ = sys::unlinkat(tfd, &rec, 0);
+                let _ = sys::unlinkat(sfd.as_raw_fd(), &record_file(&token), 0);
                 let _ = sys::unlinkat(tfd, &sub, libc::AT_REMOVEDIR);
             }
         }

@@ -162,18 +162,28 @@ impl Backend for OpenCreateLock {
     }
 
     fn release(&mut self, entry: &Entry, _token: &str) -> Result<()> {
-        let Some((fd, st)) = self.held.take() else {
+        let Some((fd, st)) = &self.held else {
             return Err(Error::NotLocked(entry.path()));
         };
-        guard(entry, fd.as_raw_fd())?;
-        if !still_at_entry(entry, &st)? {
-            return Err(Error::LockLost(entry.path()));
+        let fd = fd.as_raw_fd();
+        guard(entry, fd)?;
+        let result = match still_at_entry(entry, st) {
+            Ok(true) => match sys::unlinkat(entry.dirfd(), &entry.cname, 0) {
+                Ok(()) | Err(libc::ENOENT) => Ok(()),
+                Err(e) => Err(entry.err("unlink", e)),
+            },
+            Ok(false) => Err(Error::LockLost(entry.path())),
+            Err(e) => Err(e),
+        };
+        match &result {
+            // Still ours after an OS failure: keep it (and drop the guard).
+            Err(Error::Io { .. }) => {
+                let _ = sys::ofd_try(fd, LockKind::Unlock, 0, 1);
+            }
+            // Closing the descriptor drops the guard.
+            _ => self.held = None,
         }
-        match sys::unlinkat(entry.dirfd(), &entry.cname, 0) {
-            Ok(()) | Err(libc::ENOENT) => Ok(()),
-            Err(e) => Err(entry.err("unlink", e)),
-        }
-        // Closing `fd` drops the guard.
+        result
     }
 
     fn check(&self, entry: &Entry, _token: &str) -> Result<()> {
