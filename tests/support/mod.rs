@@ -142,8 +142,11 @@ pub fn dynamic_lib_dir(suite: &str) -> PathBuf {
     let mut names = vec!["liblocking.so".to_string(), "liblocking.so.0".to_string()];
     names.extend(soname(&real).filter(|n| !names.contains(n)));
     for n in names {
-        // replaced atomically: test binaries may run at the same time
-        let tmp = dir.join(format!(".{n}.{}", std::process::id()));
+        // replaced atomically: test binaries, and the tests (threads) of
+        // one binary, may run at the same time
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{n}.{}.{seq}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&real, &tmp).unwrap_or_else(|e| panic!("symlink {n}: {e}"));
         fs::rename(&tmp, dir.join(&n)).unwrap_or_else(|e| panic!("rename {n}: {e}"));
