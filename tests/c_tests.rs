@@ -17,22 +17,20 @@
 //! `cargo build --lib` with the same profile and target dir; that cannot
 //! deadlock, because cargo releases the build lock before it runs tests.
 
+mod support;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::{compile, describe, lib_dir, os, repo};
 
 /// A C test program that runs longer than this is killed (with its whole
 /// process group) and fails. The suite is meant to take well under a minute.
 const WATCHDOG: Duration = Duration::from_secs(120);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn c_dir() -> PathBuf {
     repo().join("c_tests")
@@ -48,79 +46,6 @@ fn include_dir() -> PathBuf {
     inc
 }
 
-fn has_libs(dir: &Path) -> bool {
-    dir.join("liblocking.so").is_file() && dir.join("liblocking.a").is_file()
-}
-
-/// The directory holding liblocking.so and liblocking.a of this build.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(find_or_build_libs)
-}
-
-fn find_or_build_libs() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target[/<triple>]/<profile>/deps/c_tests-<hash>
-    let deps = exe.parent().expect("deps dir").to_path_buf();
-    if has_libs(&deps) {
-        return deps;
-    }
-    let profile_dir = deps.parent().expect("profile dir").to_path_buf();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile name")
-        .to_string();
-    let above = profile_dir.parent().expect("target dir").to_path_buf();
-    // cargo marks the root of a target dir with CACHEDIR.TAG; if it is not
-    // there, `above` is target/<triple>.
-    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-        (above, None)
-    } else {
-        let triple = above.file_name().unwrap().to_string_lossy().into_owned();
-        (
-            above.parent().expect("target dir").to_path_buf(),
-            Some(triple),
-        )
-    };
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--lib")
-        .arg("--manifest-path")
-        .arg(repo().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.arg("--profile").arg(other);
-        }
-    }
-    if let Some(t) = triple {
-        cmd.arg("--target").arg(t);
-    }
-    let out = cmd.output().expect("running cargo build");
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        has_libs(&profile_dir),
-        "after `cargo build --lib`, {} lacks liblocking.so or liblocking.a",
-        profile_dir.display()
-    );
-    profile_dir
-}
-
-/// `<target tmp>/c_tests/<pid of this test process>`: runs of the suite may
-/// overlap (two `cargo test` at once), so each works in its own directory.
-/// Directories of runs whose process is gone (failed runs keep theirs for
-/// inspection) are removed the first time.
 fn run_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -156,71 +81,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Run a compiler; panic with its diagnostics if it fails.
-fn compile(compiler: &str, args: &[OsString]) {
-    let out = Command::new(compiler)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(
-        out.status.success(),
-        "{compiler} {} failed:\n{}{}",
-        args.iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn os(s: impl Into<OsString>) -> OsString {
-    s.into()
-}
-
-/// The SONAME recorded in a shared library (`readelf -d`), if any.
-fn soname(lib: &Path) -> Option<String> {
-    let out = Command::new("readelf").arg("-d").arg(lib).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("(SONAME)"))?;
-    let start = line.find('[')? + 1;
-    let end = line.rfind(']')?;
-    Some(line[start..end].to_string())
-}
-
-/// A directory with `liblocking.so` and, if the library has a SONAME other
-/// than that (e.g. `liblocking.so.0`), a link of that name too: cargo builds
-/// only `liblocking.so`, but the dynamic loader looks for the SONAME, as
-/// after an install. The links point at this build's library.
+/// Links named `liblocking.so` and by its SONAME, made once per run.
 fn dynamic_lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let real = lib_dir().join("liblocking.so");
-        // one directory per library location (debug, release, ... share
-        // CARGO_TARGET_TMPDIR); links are replaced atomically, so runs of
-        // the suite may overlap
-        let key: String = lib_dir()
-            .to_string_lossy()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("c_tests-lib")
-            .join(key);
-        fs::create_dir_all(&dir).expect("creating the library link dir");
-        let mut names = vec!["liblocking.so".to_string()];
-        names.extend(soname(&real).filter(|n| n != "liblocking.so"));
-        for n in names {
-            let tmp = dir.join(format!(".{n}.{}", std::process::id()));
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(&real, &tmp).unwrap_or_else(|e| panic!("symlink {n}: {e}"));
-            fs::rename(&tmp, dir.join(&n)).unwrap_or_else(|e| panic!("rename {n}: {e}"));
-        }
-        dir
-    })
+    DIR.get_or_init(|| support::dynamic_lib_dir("c_tests"))
 }
 
-/// Arguments to link dynamically against liblocking, with an rpath to it.
 fn dynamic_link_args() -> Vec<OsString> {
     let dir = dynamic_lib_dir();
     let mut rpath = os("-Wl,-rpath,");
@@ -228,17 +94,6 @@ fn dynamic_link_args() -> Vec<OsString> {
     vec![os("-L"), dir.as_os_str().to_owned(), os("-llocking"), rpath]
 }
 
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => format!("{status:?}"),
-    }
-}
-
-/// Run a test program in its own process group, killing the whole group
-/// afterwards (and after `WATCHDOG`, failing); returns its exit status and
-/// its stdout (stderr appended).
 fn run_with_watchdog(exe: &Path, work: &Path) -> (ExitStatus, String) {
     let lockroot = work.join("scratch");
     let stdout_path = work.join("stdout.txt");
