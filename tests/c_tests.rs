@@ -20,7 +20,6 @@
 mod support;
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -94,63 +93,29 @@ fn dynamic_link_args() -> Vec<OsString> {
     vec![os("-L"), dir.as_os_str().to_owned(), os("-llocking"), rpath]
 }
 
+/// Runs a C test program with its scratch lock root (argv[1] and
+/// LOCKING_TEST_DIR) under the shared watchdog runner; returns its status
+/// and its output (stderr appended).
 fn run_with_watchdog(exe: &Path, work: &Path) -> (ExitStatus, String) {
     let lockroot = work.join("scratch");
-    let stdout_path = work.join("stdout.txt");
-    let stderr_path = work.join("stderr.txt");
     let start = Instant::now();
-    let mut child = Command::new(exe)
-        .arg(&lockroot)
+    let mut cmd = Command::new(exe);
+    cmd.arg(&lockroot)
         .env("LOCKING_TEST_DIR", &lockroot)
-        .current_dir(work)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout_path).unwrap())
-        .stderr(fs::File::create(&stderr_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    let pgid = child.id() as libc::pid_t;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if start.elapsed() > WATCHDOG {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Whatever happened, no process of this test survives it (stopped or
-    // orphaned children included).
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let read = |p: &Path| {
-        let mut s = String::new();
-        let _ = fs::File::open(p).and_then(|mut f| f.read_to_string(&mut s));
-        s
-    };
-    let mut out = read(&stdout_path);
-    let err = read(&stderr_path);
-    if !err.is_empty() {
+        .current_dir(work);
+    let ran = support::run_with_watchdog(&mut cmd, work, WATCHDOG);
+    let mut out = ran.stdout;
+    if !ran.stderr.is_empty() {
         out.push_str("--- stderr ---\n");
-        out.push_str(&err);
+        out.push_str(&ran.stderr);
     }
-    let Some(status) = status else {
-        let _ = child.wait();
-        println!("{out}");
-        panic!(
-            "{} hung: killed by the watchdog after {:?}",
-            exe.display(),
-            WATCHDOG
-        );
-    };
     println!(
         "{} finished in {:.2?}: {}",
         exe.display(),
         start.elapsed(),
-        describe(status)
+        describe(ran.status)
     );
-    (status, out)
+    (ran.status, out)
 }
 
 /// Run a test program; print its output; panic unless it exits with status

@@ -5,7 +5,10 @@
 //! byte 2 carries waiters' read locks so a releasing holder knows to wake
 //! them.
 
-use super::{older_than, read_record, Attempt, Backend, Holder, HolderHandle, Stale};
+use super::{
+    ofd_wait, older_than, read_record, still_at_entry, Attempt, Backend, Holder, HolderHandle,
+    Stale,
+};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
 use crate::owner::{self, Liveness, Stamp};
@@ -42,24 +45,6 @@ unsafe impl Sync for KernelLock {}
 
 fn fcntl_err(entry: &Entry, e: i32) -> Error {
     entry.err("fcntl(F_OFD_SETLK)", e)
-}
-
-fn still_at_entry(entry: &Entry, st: &libc::stat) -> Result<bool> {
-    match sys::lstatat(entry.dirfd(), &entry.cname) {
-        Ok(now) => Ok(sys::same_inode(&now, st)),
-        Err(libc::ENOENT) => Ok(false),
-        Err(e) => Err(entry.err("stat", e)),
-    }
-}
-
-fn wait_byte(entry: &Entry, fd: RawFd, start: i64, len: i64) -> Result<()> {
-    loop {
-        match sys::ofd_wait(fd, LockKind::Write, start, len) {
-            Ok(()) => return Ok(()),
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(entry.err("fcntl(F_OFD_SETLKW)", e)),
-        }
-    }
 }
 
 fn not_a_file(entry: &Entry) -> Error {
@@ -172,7 +157,7 @@ impl Backend for KernelLock {
         loop {
             let fd = self.open(entry)?;
             let got = if block {
-                wait_byte(entry, fd, 0, 2)?;
+                ofd_wait(entry, fd, 0, 2)?;
                 true
             } else {
                 sys::ofd_try(fd, LockKind::Write, 0, 2).map_err(|e| fcntl_err(entry, e))?

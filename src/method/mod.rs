@@ -115,3 +115,24 @@ pub(crate) fn older_than(mtime: SystemTime, expire: Duration) -> bool {
         .map(|age| age >= expire)
         .unwrap_or(false)
 }
+
+/// True when the inode described by `st` is the one at the entry now.
+pub(crate) fn still_at_entry(entry: &Entry, st: &libc::stat) -> Result<bool> {
+    match crate::sys::lstatat(entry.dirfd(), &entry.cname) {
+        Ok(now) => Ok(crate::sys::same_inode(&now, st)),
+        Err(libc::ENOENT) => Ok(false),
+        Err(e) => Err(entry.err("stat", e)),
+    }
+}
+
+/// Takes a write OFD lock on `[start, start+len)` of `fd`, blocking;
+/// a signal does not end the wait.
+pub(crate) fn ofd_wait(entry: &Entry, fd: std::os::fd::RawFd, start: i64, len: i64) -> Result<()> {
+    loop {
+        match crate::sys::ofd_wait(fd, crate::sys::LockKind::Write, start, len) {
+            Ok(()) => return Ok(()),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(entry.err("fcntl(F_OFD_SETLKW)", e)),
+        }
+    }
+}

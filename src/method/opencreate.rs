@@ -5,12 +5,15 @@
 //! the very inode they remove, after checking it is still the one at the
 //! entry; while that guard is held nobody else can remove or replace it.
 
-use super::{older_than, read_record, Attempt, Backend, Holder, HolderHandle, Stale};
+use super::{
+    ofd_wait, older_than, read_record, still_at_entry, Attempt, Backend, Holder, HolderHandle,
+    Stale,
+};
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
 use crate::owner::Stamp;
 use crate::sys::{self, LockKind};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// State of one opencreate-method Locker.
 #[derive(Debug, Default)]
@@ -24,27 +27,6 @@ pub struct OpenCreateLock {
 // `libc::stat` is plain data.
 unsafe impl Send for OpenCreateLock {}
 unsafe impl Sync for OpenCreateLock {}
-
-/// True when `fd` (whose stat is `st`) is the file at the entry now.
-fn still_at_entry(entry: &Entry, st: &libc::stat) -> Result<bool> {
-    match sys::lstatat(entry.dirfd(), &entry.cname) {
-        Ok(now) => Ok(sys::same_inode(&now, st)),
-        Err(libc::ENOENT) => Ok(false),
-        Err(e) => Err(entry.err("stat", e)),
-    }
-}
-
-/// Takes the removal guard (byte 0) of an inode, waiting out a party that
-/// is in the middle of removing it.
-fn guard(entry: &Entry, fd: RawFd) -> Result<()> {
-    loop {
-        match sys::ofd_wait(fd, LockKind::Write, 0, 1) {
-            Ok(()) => return Ok(()),
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(entry.err("fcntl(F_OFD_SETLKW)", e)),
-        }
-    }
-}
 
 fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
     // Read-write, since breaking takes a write lock on it; read-only where
@@ -166,7 +148,8 @@ impl Backend for OpenCreateLock {
             return Err(Error::NotLocked(entry.path()));
         };
         let fd = fd.as_raw_fd();
-        guard(entry, fd)?;
+        // The removal guard (byte 0): waits out a party removing it now.
+        ofd_wait(entry, fd, 0, 1)?;
         let result = match still_at_entry(entry, st) {
             Ok(true) => match sys::unlinkat(entry.dirfd(), &entry.cname, 0) {
                 Ok(()) | Err(libc::ENOENT) => Ok(()),
