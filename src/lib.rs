@@ -18,6 +18,8 @@ pub mod options;
 pub mod owner;
 mod sha256;
 mod sys;
+#[doc(hidden)]
+pub mod testing;
 mod wait;
 
 pub use error::{Error, Result};

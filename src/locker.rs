@@ -210,6 +210,7 @@ impl Locker {
             let holder_id = holder.record.as_ref().map(|r| r.owner.clone());
             let mut busy_elsewhere = false;
             if let Some(why) = stale {
+                crate::testing::before_break();
                 match self.backend.break_stale(&self.entry, holder, why) {
                     Ok(true) => continue,
                     Ok(false) => busy_elsewhere = true,

@@ -219,12 +219,15 @@ macro_rules! fake_controls {
 // Every `c_tests/test_*.c`; `all_c_files_have_a_test` keeps this honest.
 c_tests!(
     test_bad_input,
+    test_break,
     test_chaos,
     test_exclusion,
     test_exhaustion,
     test_expire,
+    test_files,
     test_fork,
     test_hostile,
+    test_judge,
     test_open_locked,
     test_stolen,
     test_stress,
