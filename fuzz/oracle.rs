@@ -282,7 +282,10 @@ impl Placeholders {
                     me.pidns.map_or("-".into(), |n| n.to_string()).into_bytes(),
                 ),
                 (&b"@P@"[..], me.pid.to_string().into_bytes()),
-                (&b"@S@"[..], me.start.to_string().into_bytes()),
+                (
+                    &b"@S@"[..],
+                    me.start.map_or("-".into(), |s| s.to_string()).into_bytes(),
+                ),
                 (&b"@D@"[..], dead_pid.to_string().into_bytes()),
                 (&b"@E@"[..], dead_start.to_string().into_bytes()),
             ],
@@ -317,28 +320,46 @@ impl Default for Placeholders {
 pub const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 
 /// Independently of the library: is the holder named by `rec` certainly
-/// gone, as seen by `me`? Same machine ID and host name, and either another
-/// boot, or the same boot and PID namespace and no process with that PID
-/// and start time (or a zombie). A PID that Linux can never hand out is not
-/// a process that is gone: it is garbage.
+/// gone, as seen by `me`? Either an earlier boot of this very machine (same
+/// machine ID and host name, another boot ID, acquired before this boot
+/// began), or this boot and PID namespace (same boot ID and PID namespace
+/// inode) and the kernel has no process with that PID, or the process with
+/// that PID started at another time than the record says, or it is a
+/// zombie with no thread left. A PID that Linux can never hand out is not a
+/// process that is gone: it is garbage.
 pub fn really_gone(rec: &Record, me: &Identity) -> bool {
     let o = &rec.owner;
-    if o.machine.is_none() || o.machine != me.machine || o.host != me.host {
-        return false;
-    }
+    let known_eq = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
     if o.boot.is_some() && me.boot.is_some() && o.boot != me.boot {
-        return true;
+        let up = std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        return known_eq(&o.machine, &me.machine)
+            && o.host == me.host
+            && up.is_some_and(|up| rec.time < now - up - 1.0);
     }
-    if o.boot.is_none() || o.boot != me.boot || o.pidns.is_none() || o.pidns != me.pidns {
+    if !known_eq(&o.boot, &me.boot) || o.pidns.is_none() || o.pidns != me.pidns {
         return false;
     }
     if o.pid == 0 || o.pid > PID_MAX_LIMIT {
         return false;
     }
-    match proc_stat(o.pid) {
-        None => std::path::Path::new("/proc/self/stat").exists(),
-        Some((b'Z', _)) | Some((b'X', _)) => true,
-        Some((_, start)) => start != o.start,
+    if !std::path::Path::new(&format!("/proc/{}", o.pid)).exists() {
+        // (this test process's /proc is its own)
+        return true;
+    }
+    match (proc_stat(o.pid), o.start) {
+        (Some((b'X', _)), _) => true,
+        (Some((_, start)), Some(want)) if start != want => true,
+        (Some((b'Z', _)), Some(_)) => std::fs::read_to_string(format!("/proc/{}/status", o.pid))
+            .is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l.split_whitespace().eq(["Threads:", "1"]))
+            }),
+        _ => false,
     }
 }
 
@@ -373,7 +394,7 @@ pub fn check_owner_record(ph: &Placeholders, data: &[u8]) -> Result<(), String> 
             Some(rec) if !really_gone(rec, &me) => {
                 return Err(format!(
                     "record {:?} judged Dead, but its holder is not certainly gone \
-                     (pid {}, start {}; this process: {:?})",
+                     (pid {}, start {:?}; this process: {:?})",
                     shown(),
                     rec.owner.pid,
                     rec.owner.start,

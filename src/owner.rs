@@ -8,7 +8,8 @@
 //! method=mkdir
 //! token=<32 lowercase hex digits>
 //! pid=<decimal>
-//! start=<process start time, clock ticks after boot, /proc/PID/stat field 22>
+//! start=<process start time, clock ticks after boot (/proc/PID/stat field
+//!        22) in the initial time namespace's clock, or - when unknown>
 //! pidns=<inode number of /proc/self/ns/pid, or ->
 //! boot=<contents of /proc/sys/kernel/random/boot_id, or ->
 //! machine=<contents of /etc/machine-id, or ->
@@ -34,8 +35,10 @@ pub(crate) const MAX_RECORD: usize = 4096;
 pub struct Identity {
     /// Process ID.
     pub pid: u32,
-    /// Start time of the process (clock ticks after boot).
-    pub start: u64,
+    /// Start time of the process in clock ticks after boot, in the clock of
+    /// the initial time namespace; `None` when it could not be read from a
+    /// `/proc` that is really this process's (see [`identity`]).
+    pub start: Option<u64>,
     /// Inode of the PID namespace.
     pub pidns: Option<u64>,
     /// Boot ID.
@@ -47,10 +50,22 @@ pub struct Identity {
 }
 
 /// This process's identity and its rendering as record lines, computed
-/// once per process (again after fork()).
+/// once per process (again after fork()), plus what a waiter needs to read
+/// other processes' start times in the same clock.
 struct Cached {
     id: Arc<Identity>,
     lines: Arc<str>,
+    view: View,
+}
+
+/// How this process sees `/proc`: whether it is the `/proc` of this
+/// process's own PID namespace, and the offset (in clock ticks) by which
+/// this process's time namespace shifts the start times it reads there.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    /// `None`: start times read in `/proc` cannot be trusted or compared
+    /// (a `/proc` of another PID namespace, or unreadable).
+    boot_offset_ticks: Option<i64>,
 }
 
 static IDENTITY: Mutex<Option<Cached>> = Mutex::new(None);
@@ -60,26 +75,117 @@ pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
     Box::new(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn read_trimmed(path: &str) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let s = s.trim();
-    (!s.is_empty() && !s.contains('\n')).then(|| s.to_string())
+/// Errors that say "try again later", not "this is how things are".
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::EAGAIN)
+    )
 }
 
-/// The fields of `/proc/PID/stat` after the command name: (state, starttime).
-pub fn proc_stat(pid: u32) -> Option<(u8, u64)> {
-    let s = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+/// A one-line file's content; `Err` only for transient failures.
+fn read_trimmed(path: &str) -> Result<Option<String>, ()> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let s = s.trim();
+            Ok((!s.is_empty() && !s.contains('\n')).then(|| s.to_string()))
+        }
+        Err(e) if transient(&e) => Err(()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Parses `/proc/PID/stat`: (pid, state, starttime).
+fn parse_stat(s: &[u8]) -> Option<(u32, u8, u64)> {
+    let open = s.iter().position(|&b| b == b'(')?;
+    let pid = std::str::from_utf8(&s[..open]).ok()?.trim().parse().ok()?;
     let close = s.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&s[close + 1..]).ok()?;
     let mut it = rest.split_ascii_whitespace();
     let state = it.next()?.as_bytes().first().copied()?;
     // Field 3 is state; starttime is field 22, i.e. 19 fields later.
     let start = it.nth(18)?.parse().ok()?;
-    Some((state, start))
+    Some((pid, state, start))
+}
+
+/// The fields of `/proc/PID/stat` after the command name: (state,
+/// starttime as this process's time namespace shows it). `Err` carries the
+/// errno of a failed read.
+pub fn proc_stat(pid: u32) -> Result<(u8, u64), i32> {
+    let s = std::fs::read(format!("/proc/{pid}/stat"))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    parse_stat(&s)
+        .map(|(_, state, start)| (state, start))
+        .ok_or(libc::EINVAL)
+}
+
+/// The boottime offset of this process's time namespace, in clock ticks
+/// (0 where the kernel has no time namespaces). `None` if unreadable.
+fn boot_offset_ticks() -> Result<Option<i64>, ()> {
+    let text = match std::fs::read_to_string("/proc/self/timens_offsets") {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(0)),
+        Err(e) if transient(&e) => return Err(()),
+        Err(_) => return Ok(None),
+    };
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return Ok(None);
+    }
+    for line in text.lines() {
+        let mut it = line.split_ascii_whitespace();
+        if it.next() != Some("boottime") {
+            continue;
+        }
+        let secs: i64 = match it.next().and_then(|v| v.parse().ok()) {
+            Some(v) => v,
+            None => return Ok(None),
+        };
+        let nanos: i64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        return Ok(secs
+            .checked_mul(hz)
+            .and_then(|t| t.checked_add(nanos.saturating_mul(hz) / 1_000_000_000)));
+    }
+    Ok(Some(0))
+}
+
+/// Our own start time and how we read others', from `/proc/self/stat`, but
+/// only if that `/proc` is really ours: it must name our own PID (a PID
+/// namespace whose `/proc` is the parent's shows another number).
+fn own_view(pid: u32) -> Result<(Option<u64>, View), ()> {
+    let none = View {
+        boot_offset_ticks: None,
+    };
+    let stat = match std::fs::read("/proc/self/stat") {
+        Ok(s) => s,
+        Err(e) if transient(&e) => return Err(()),
+        Err(_) => return Ok((None, none)),
+    };
+    let Some((shown_pid, _, start)) = parse_stat(&stat) else {
+        return Ok((None, none));
+    };
+    if shown_pid != pid {
+        return Ok((None, none));
+    }
+    let Some(offset) = boot_offset_ticks()? else {
+        return Ok((None, none));
+    };
+    let start = i64::try_from(start)
+        .ok()
+        .and_then(|s| s.checked_sub(offset))
+        .and_then(|s| u64::try_from(s).ok());
+    Ok((
+        start,
+        View {
+            boot_offset_ticks: Some(offset),
+        },
+    ))
 }
 
 fn hostname() -> String {
     let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     if rc != 0 {
         return "-".into();
@@ -87,7 +193,7 @@ fn hostname() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let h: String = String::from_utf8_lossy(&buf[..end])
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && *c != '=')
         .collect();
     if h.is_empty() {
         "-".into()
@@ -96,34 +202,66 @@ fn hostname() -> String {
     }
 }
 
-fn compute_identity(pid: u32) -> Identity {
+/// This process's identity and view. `complete` is false when a transient
+/// failure (out of descriptors, say) left a part unknown: such an identity
+/// is used once but not cached, so the next call tries again.
+fn compute(pid: u32) -> (Identity, View, bool) {
     use std::os::unix::fs::MetadataExt;
-    Identity {
+    let mut complete = true;
+    let (start, view) = own_view(pid).unwrap_or_else(|()| {
+        complete = false;
+        (
+            None,
+            View {
+                boot_offset_ticks: None,
+            },
+        )
+    });
+    let pidns = match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(m) => Some(m.ino()),
+        Err(e) => {
+            complete &= !transient(&e);
+            None
+        }
+    };
+    let mut one_line = |path| {
+        read_trimmed(path).unwrap_or_else(|()| {
+            complete = false;
+            None
+        })
+    };
+    let boot = one_line("/proc/sys/kernel/random/boot_id");
+    let machine = one_line("/etc/machine-id");
+    let id = Identity {
         pid,
-        start: proc_stat(pid).map(|(_, s)| s).unwrap_or(0),
-        pidns: std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino()),
-        boot: read_trimmed("/proc/sys/kernel/random/boot_id"),
-        machine: read_trimmed("/etc/machine-id"),
+        start,
+        pidns,
+        boot,
+        machine,
         host: hostname(),
-    }
+    };
+    (id, view, complete)
 }
 
-fn cached() -> (Arc<Identity>, Arc<str>) {
+fn cached() -> (Arc<Identity>, Arc<str>, View) {
     let pid = crate::sys::pid();
     let mut guard = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
-    match &*guard {
-        Some(c) if c.id.pid == pid => (c.id.clone(), c.lines.clone()),
-        _ => {
-            let id = compute_identity(pid);
-            let lines: Arc<str> = identity_lines(&id).into();
-            let id = Arc::new(id);
-            *guard = Some(Cached {
-                id: id.clone(),
-                lines: lines.clone(),
-            });
-            (id, lines)
+    if let Some(c) = &*guard {
+        if c.id.pid == pid {
+            return (c.id.clone(), c.lines.clone(), c.view);
         }
     }
+    let (id, view, complete) = compute(pid);
+    let lines: Arc<str> = identity_lines(&id).into();
+    let id = Arc::new(id);
+    if complete {
+        *guard = Some(Cached {
+            id: id.clone(),
+            lines: lines.clone(),
+            view,
+        });
+    }
+    (id, lines, view)
 }
 
 /// This process's identity (computed once per process; recomputed after
@@ -136,7 +274,7 @@ fn identity_lines(o: &Identity) -> String {
     format!(
         "pid={}\nstart={}\npidns={}\nboot={}\nmachine={}\nhost={}\n",
         o.pid,
-        o.start,
+        opt(&o.start),
         opt(&o.pidns),
         opt(&o.boot),
         opt(&o.machine),
@@ -238,6 +376,11 @@ impl Record {
         if bytes.len() > MAX_RECORD {
             return None;
         }
+        // Control bytes (a NUL, say) appear in no record this library
+        // writes: such a record is forged or damaged, not trusted.
+        if bytes.iter().any(|&b| b < 0x20 && b != b'\n' || b == 0x7f) {
+            return None;
+        }
         let text = std::str::from_utf8(bytes).ok()?;
         // Complete only with the terminating "end" line, newline included.
         if !text.contains("\nend\n") {
@@ -267,7 +410,13 @@ impl Record {
                 "method" => method = Some(v.to_string()),
                 "token" => token = Some(v.to_string()),
                 "pid" => pid = Some(v.parse::<u32>().ok()?),
-                "start" => start = Some(v.parse::<u64>().ok()?),
+                "start" => {
+                    start = Some(if v == "-" {
+                        None
+                    } else {
+                        Some(v.parse::<u64>().ok()?)
+                    })
+                }
                 "pidns" => {
                     pidns = Some(if v == "-" {
                         None
@@ -309,29 +458,48 @@ impl Record {
 /// What a waiter concludes about a lock's holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
-    /// Same machine, boot and PID namespace, and the process runs.
+    /// Same boot and PID namespace, and that very process runs.
     Alive,
-    /// Certainly gone: the lock may be broken at once.
+    /// Proven gone: the lock may be broken at once.
     Dead,
-    /// Cannot be judged here (another host or PID namespace, no record):
-    /// only `expire` may break it.
+    /// Cannot be proven either way from here (another host, boot or PID
+    /// namespace, a hidden or unreadable `/proc`, no record): only `expire`
+    /// may break it.
     Unknown,
 }
 
-/// True when the record's holder is on this machine (same machine ID and
-/// host name; both must be known).
-pub fn same_machine(rec: &Identity, me: &Identity) -> bool {
-    rec.machine.is_some() && rec.machine == me.machine && rec.host == me.host
+/// True when the holder runs on this kernel, in this boot, in our PID
+/// namespace: its PID means the same process here. The boot ID is drawn
+/// afresh by the kernel at every boot, so equal boot IDs mean the same
+/// running kernel (no machine ID or host name needed).
+pub fn pid_visible(rec: &Identity, me: &Identity) -> bool {
+    rec.boot.is_some() && rec.boot == me.boot && rec.pidns.is_some() && rec.pidns == me.pidns
 }
 
-/// True when the holder's PID can be looked up here: same machine, same
-/// boot and same PID namespace.
-pub fn pid_visible(rec: &Identity, me: &Identity) -> bool {
-    same_machine(rec, me)
-        && rec.boot.is_some()
-        && rec.boot == me.boot
-        && rec.pidns.is_some()
-        && rec.pidns == me.pidns
+/// True when the record comes from an earlier boot of this very machine:
+/// another boot ID, the same machine ID and host name (both known), and an
+/// acquisition time before this boot began.
+fn earlier_boot(rec: &Record, me: &Identity) -> bool {
+    let o = &rec.owner;
+    let (Some(b), Some(mine)) = (&o.boot, &me.boot) else {
+        return false;
+    };
+    if b == mine || o.machine.is_none() || o.machine != me.machine || o.host != me.host {
+        return false;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is writable.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return false;
+    }
+    let up = ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    rec.time < now - up
 }
 
 /// Judges a holder, as seen from `me`.
@@ -339,43 +507,75 @@ pub fn judge(rec: Option<&Record>, me: &Identity) -> Liveness {
     let Some(rec) = rec else {
         return Liveness::Unknown;
     };
-    let o = &rec.owner;
-    if !same_machine(o, me) {
+    if earlier_boot(rec, me) {
+        return Liveness::Dead;
+    }
+    if !pid_visible(&rec.owner, me) {
         return Liveness::Unknown;
     }
-    if let (Some(b), Some(mine)) = (&o.boot, &me.boot) {
-        if b != mine {
-            return Liveness::Dead; // an earlier boot of this machine
-        }
-    }
-    if !pid_visible(o, me) {
-        return Liveness::Unknown;
-    }
-    process_liveness(o.pid, o.start)
+    process_liveness(rec.owner.pid, rec.owner.start)
 }
 
 /// The largest PID Linux can hand out (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4_194_304;
 
-/// Whether process `pid` with start time `start` runs (zombies count as dead).
-/// A PID no Linux process can have is garbage, judged unknown, never dead.
-pub fn process_liveness(pid: u32, start: u64) -> Liveness {
+/// Whether process `pid` of our PID namespace, started at `start` (clock
+/// ticks after boot, initial time namespace), still runs. Dead only on
+/// proof: the kernel says no process has that PID (`kill(pid, 0)` fails
+/// with `ESRCH`), or the process with that PID started at another time
+/// (read in a `/proc` that is ours, in the same clock), or it is a zombie
+/// whose every thread has exited. Everything else is `Unknown` or `Alive`.
+pub fn process_liveness(pid: u32, start: Option<u64>) -> Liveness {
     if pid == 0 || pid > PID_MAX_LIMIT {
         return Liveness::Unknown;
     }
-    match proc_stat(pid) {
-        None => {
-            // No /proc entry: dead, unless /proc itself is missing.
-            if std::path::Path::new("/proc/self/stat").exists() {
-                Liveness::Dead
-            } else {
-                Liveness::Unknown
-            }
-        }
-        Some((b'Z', _)) | Some((b'X', _)) => Liveness::Dead,
-        Some((_, s)) if s != start => Liveness::Dead,
-        Some(_) => Liveness::Alive,
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+        let e = std::io::Error::last_os_error().raw_os_error();
+        return match e {
+            Some(libc::ESRCH) => Liveness::Dead,
+            // EPERM: it exists, but is another user's.
+            _ => Liveness::Unknown,
+        };
     }
+    let (Some(start), Some(offset)) = (start, cached().2.boot_offset_ticks) else {
+        return Liveness::Unknown;
+    };
+    let (state, shown) = match proc_stat(pid) {
+        Ok(found) => found,
+        // Exited since kill() looked: the next judgement proves it.
+        Err(_) => return Liveness::Unknown,
+    };
+    let Some(seen) = i64::try_from(shown)
+        .ok()
+        .and_then(|s| s.checked_sub(offset))
+        .and_then(|s| u64::try_from(s).ok())
+    else {
+        return Liveness::Unknown;
+    };
+    if seen != start {
+        // Another process has that PID now: the holder is gone.
+        return Liveness::Dead;
+    }
+    match state {
+        b'X' => Liveness::Dead,
+        // A zombie thread-group leader: dead only if no other thread of
+        // the process still runs (a leader that called pthread_exit()
+        // stays a zombie while its threads hold the lock).
+        b'Z' => match threads_of(pid) {
+            Some(1) => Liveness::Dead,
+            _ => Liveness::Unknown,
+        },
+        _ => Liveness::Alive,
+    }
+}
+
+/// The `Threads:` count of `/proc/PID/status`.
+fn threads_of(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -426,7 +626,8 @@ mod tests {
     #[test]
     fn pid_reuse_other_start_time_is_dead() {
         let mut r = mine();
-        r.owner.start += 12345; // a live PID, but not the process that locked
+        // a live PID, but not the process that locked
+        r.owner.start = r.owner.start.map(|s| s + 12345);
         assert_eq!(judge(Some(&r), &identity()), Liveness::Dead);
     }
 
@@ -455,23 +656,69 @@ mod tests {
     fn other_boot_is_dead() {
         let mut r = mine();
         r.owner.boot = Some("00000000-0000-0000-0000-000000000000".into());
-        assert_eq!(judge(Some(&r), &identity()), Liveness::Dead);
+        // Taken during this boot: another machine with a cloned machine ID
+        // and host name could have written it, so it is not proof.
+        assert_eq!(judge(Some(&r), &identity()), Liveness::Unknown);
+        // Taken before this boot began: an earlier boot of this machine.
+        r.time = 1.0;
+        let want = if r.owner.machine.is_some() {
+            Liveness::Dead
+        } else {
+            Liveness::Unknown // no machine ID: "this machine" is unprovable
+        };
+        assert_eq!(judge(Some(&r), &identity()), want);
     }
 
     #[test]
     fn other_host_or_namespace_is_unknown() {
         let me = identity();
+        let bump = |r: &mut Record| r.owner.start = r.owner.start.map(|s| s + 1);
+        // Another host: another boot ID (and machine ID, host name).
         let mut r = mine();
         r.owner.host = "some-other-host".into();
-        r.owner.start += 1; // would be dead if judged locally
-        assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
-        let mut r = mine();
         r.owner.machine = Some("0123456789abcdef0123456789abcdef".into());
-        r.owner.start += 1;
+        r.owner.boot = Some("11111111-2222-3333-4444-555555555555".into());
+        bump(&mut r);
+        assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
+        // Another boot with an unknown machine ID: cannot be told apart
+        // from another host.
+        let mut r = mine();
+        r.owner.machine = None;
+        r.owner.boot = Some("11111111-2222-3333-4444-555555555555".into());
         assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
         let mut r = mine();
         r.owner.pidns = Some(r.owner.pidns.unwrap_or(0) + 1);
-        r.owner.start += 1;
+        bump(&mut r);
         assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
+    }
+
+    #[test]
+    fn identity_needs_no_machine_id_or_host_name() {
+        let me = identity();
+        let mut r = mine();
+        r.owner.machine = None;
+        r.owner.host = "renamed-since".into();
+        assert_eq!(judge(Some(&r), &me), Liveness::Alive);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        r.owner.pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(judge(Some(&r), &me), Liveness::Dead);
+    }
+
+    #[test]
+    fn unknown_start_time_is_judged_by_the_pid_alone() {
+        let me = identity();
+        let mut r = mine();
+        r.owner.start = None;
+        assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
+        let back = Record::parse(&r.render()).unwrap();
+        assert_eq!(back.owner.start, None);
+    }
+
+    #[test]
+    fn stat_parsing_reads_pid_state_and_start() {
+        let line = b"42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 777 19 20\n";
+        assert_eq!(parse_stat(line), Some((42, b'S', 777)));
+        assert_eq!(parse_stat(b"garbage"), None);
     }
 }

@@ -52,7 +52,7 @@ pub const UNWATCHED_POLL_MAX: Duration = Duration::from_millis(50);
 pub struct Waiter {
     inotify: Option<Inotify>,
     name: Vec<u8>,
-    pidfd: Option<(u32, u64, OwnedFd)>,
+    pidfd: Option<(u32, Option<u64>, OwnedFd)>,
     backoff: Duration,
 }
 

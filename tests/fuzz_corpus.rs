@@ -159,14 +159,15 @@ fn oracles_detect_violations() {
     let mut rec = locking::owner::Record::new("mkdir", "0123456789abcdef0123456789abcdef");
     assert!(!oracle::really_gone(&rec, &me), "this process is not gone");
     rec.owner.pid = u32::MAX;
-    rec.owner.start = 0;
+    rec.owner.start = Some(0);
     assert!(
         !oracle::really_gone(&rec, &me),
         "pid u32::MAX is garbage, not a dead process"
     );
     rec.owner.host = "elsewhere".into();
+    rec.owner.boot = Some("0badb007-0000-4000-8000-000000000000".into());
     assert!(
         !oracle::really_gone(&rec, &me),
-        "another host is never judged from here"
+        "another host (another boot ID) is never judged from here"
     );
 }
