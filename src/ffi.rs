@@ -5,12 +5,12 @@
 
 use crate::error::Error;
 use crate::locker::Locker;
-use crate::open_locked::{open_locked, LockedFile};
+use crate::open_locked::open_locked;
 use crate::options::Method;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr};
-use std::os::fd::AsRawFd;
+use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -291,9 +291,14 @@ pub unsafe extern "C" fn locker_free(locker: *mut Locker) {
     })
 }
 
-/// Files opened by open_locked_fd(), by descriptor, with the inode they were
-/// opened on (so a reused descriptor number is not taken for ours).
-static OPEN_FILES: Mutex<Option<HashMap<c_int, (LockedFile, (u64, u64))>>> = Mutex::new(None);
+/// The locks of descriptors handed out by open_locked_fd(), by descriptor
+/// number, with the inode the descriptor was opened on. The table owns the
+/// locks, never the descriptors: the caller does, and may close one with
+/// plain close() behind our back. So nothing here ever closes a descriptor
+/// except close_locked_fd() on one that is still ours (same number, same
+/// inode); a number found in the table when open_locked_fd() hands it out
+/// again was closed by the caller, and its stale lock is released.
+static OPEN_FILES: Mutex<Option<HashMap<c_int, (Locker, (u64, u64))>>> = Mutex::new(None);
 
 /// Holds the open-files table's lock across a fork() (see `forksafe.rs`).
 pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
@@ -350,10 +355,17 @@ pub unsafe extern "C" fn open_locked_fd(
             method,
         ) {
             Ok(f) => {
-                let fd = f.file().as_raw_fd();
+                let (file, locker) = f.into_parts();
+                let fd = file.into_raw_fd();
                 let ino = inode_of(fd).unwrap_or_default();
-                let mut map = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
-                map.get_or_insert_with(HashMap::new).insert(fd, (f, ino));
+                let stale = {
+                    let mut map = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+                    map.get_or_insert_with(HashMap::new)
+                        .insert(fd, (locker, ino))
+                };
+                // Released outside the table's lock; its descriptor is long
+                // gone (the number was free to be handed out again).
+                drop(stale);
                 fd
             }
             Err(e) => fail(e),
@@ -376,12 +388,22 @@ pub extern "C" fn close_locked_fd(fd: c_int) -> c_int {
             let mut guard = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
             let map = guard.get_or_insert_with(HashMap::new);
             match map.get(&fd) {
-                Some((_, ino)) if inode_of(fd) == Some(*ino) => map.remove(&fd).map(|(f, _)| f),
+                Some((_, ino)) if inode_of(fd) == Some(*ino) => map.remove(&fd).map(|(l, _)| l),
                 _ => None,
             }
         };
         match taken {
-            Some(f) => result(f.close()),
+            Some(mut locker) => {
+                let released = locker.unlock();
+                // SAFETY: the descriptor is ours: handed out by
+                // open_locked_fd() and verified above to still be that file.
+                unsafe { libc::close(fd) };
+                match released {
+                    // A child after fork(): the parent's lock stays held.
+                    Err(Error::NotLocked(_)) => LOCKING_OK,
+                    other => result(other),
+                }
+            }
             None => fail(Error::NotLocked(format!(
                 "fd {fd} did not come from open_locked_fd()"
             ))),

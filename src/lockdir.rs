@@ -21,20 +21,21 @@ pub struct LockDir {
     /// Whether the file system enforces OFD locks between descriptors:
     /// 0 not probed yet, 1 yes, 2 no.
     ofd: AtomicU8,
-    /// Descriptor of the `~tmp` subdirectory (mkdir method), or -1.
+    /// The directory's device and inode when it was opened.
+    id: (u64, u64),
+    /// Descriptor of the `~tmp` subdirectory (mkdir method), or -1. Once
+    /// set, the number never changes while the LockDir lives: a `~tmp`
+    /// removed meanwhile is replaced under the same number (`dup3`), so no
+    /// thread can ever use a number that was closed and reused elsewhere.
     tmp: AtomicI32,
-    /// Earlier `~tmp` descriptors that stopped working (the directory was
-    /// removed); closed when the LockDir goes, when nobody can use them.
-    retired: Mutex<Vec<RawFd>>,
 }
 
 impl Drop for LockDir {
     fn drop(&mut self) {
-        let mut fds = std::mem::take(self.retired.get_mut().unwrap_or_else(|e| e.into_inner()));
-        fds.push(self.tmp.swap(-1, Ordering::Relaxed));
-        for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-            // SAFETY: descriptors this LockDir opened and owns; nobody else
-            // can use them any more.
+        let fd = self.tmp.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: a descriptor this LockDir opened and owns; nobody
+            // else can use it any more.
             unsafe { libc::close(fd) };
         }
     }
@@ -67,12 +68,8 @@ impl LockDir {
             .and_then(Weak::upgrade);
         if let Some(dir) = cached {
             // Still the same directory at that path, in this process?
-            if dir.pid == crate::sys::pid() {
-                if let (Ok(a), Ok(b)) = (sys::lstatat(libc::AT_FDCWD, &c), sys::fstat(dir.raw())) {
-                    if sys::same_inode(&a, &b) {
-                        return Ok(dir);
-                    }
-                }
+            if dir.pid == crate::sys::pid() && !dir.replaced() {
+                return Ok(dir);
             }
         }
         // Opened without holding the cache's lock; two threads racing here
@@ -86,6 +83,20 @@ impl LockDir {
     }
 
     fn open_uncached(path: &Path, c: &CString) -> Result<LockDir> {
+        // Kept absolute, so that a later chdir() does not make the lock
+        // directory look replaced.
+        let abs;
+        let path = if path.is_absolute() {
+            path
+        } else {
+            let cwd = std::env::current_dir().map_err(|e| Error::Io {
+                call: "getcwd",
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            abs = cwd.join(path);
+            &abs
+        };
         let flags = libc::O_RDONLY | libc::O_DIRECTORY;
         let fd = match sys::openat(libc::AT_FDCWD, c, flags, 0) {
             Ok(fd) => fd,
@@ -100,14 +111,30 @@ impl LockDir {
             }
             Err(e) => return Err(Error::os("open", path.display().to_string(), e)),
         };
+        let st = sys::fstat(fd.as_raw_fd())
+            .map_err(|e| Error::os("fstat", path.display().to_string(), e))?;
         Ok(LockDir {
             fd,
             path: path.to_path_buf(),
             pid: crate::sys::pid(),
             ofd: AtomicU8::new(0),
+            id: (st.st_dev, st.st_ino),
             tmp: AtomicI32::new(-1),
-            retired: Mutex::new(Vec::new()),
         })
+    }
+
+    /// True when the directory at the path is no longer the one opened
+    /// (renamed away, removed, replaced): its locks are no longer what
+    /// other parties find at that path. A path that cannot be looked up
+    /// for another reason (permissions) is not proof of that.
+    pub fn replaced(&self) -> bool {
+        let Ok(c) = CString::new(self.path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        match sys::statat(libc::AT_FDCWD, &c) {
+            Ok(st) => (st.st_dev, st.st_ino) != self.id,
+            Err(e) => e == libc::ENOENT || e == libc::ENOTDIR,
+        }
     }
 
     /// The directory descriptor.
@@ -166,42 +193,22 @@ impl LockDir {
 
     /// A descriptor of `~tmp` inside the lock directory (created if
     /// missing, never followed if it is a symlink), opened once and kept.
-    /// `stale` drops a kept one that no longer works (removed meanwhile).
+    /// `stale`: the kept one no longer works (`~tmp` was removed): a fresh
+    /// `~tmp` is opened and put in place under the same number.
     pub fn tmp_dir(&self, stale: bool) -> Result<RawFd> {
-        if stale {
-            // Retire it, but do not close it yet: another thread may be
-            // using that number right now, and a reused number could then
-            // name some other directory.
-            let old = self.tmp.swap(-1, Ordering::Relaxed);
-            if old >= 0 {
-                self.retired
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(old);
-            }
-        }
         let fd = self.tmp.load(Ordering::Relaxed);
-        if fd >= 0 {
+        if fd >= 0 && !stale {
             return Ok(fd);
         }
-        let name = sys::cname(TMP_DIR);
-        let path = self.path.join(TMP_DIR).display().to_string();
-        match sys::mkdirat(self.raw(), &name, 0o777) {
-            Ok(()) | Err(libc::EEXIST) => {}
-            Err(e) => return Err(Error::os("mkdir", path, e)),
+        let opened = self.open_tmp()?;
+        if fd >= 0 {
+            // Atomically replaces what the number names; threads using it
+            // meanwhile see either directory, both `~tmp` (a removed one
+            // just fails with ENOENT and sends them here).
+            sys::dup3(opened.as_raw_fd(), fd)
+                .map_err(|e| Error::os("dup3", self.path.join(TMP_DIR).display().to_string(), e))?;
+            return Ok(fd);
         }
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-        let opened =
-            match sys::openat(self.raw(), &name, flags, 0) {
-                Ok(fd) => fd,
-                Err(e @ (libc::ELOOP | libc::ENOTDIR)) => return Err(Error::Io {
-                    call:
-                        "open (not a directory: a symlink or file planted at the library's ~tmp?)",
-                    path,
-                    source: std::io::Error::from_raw_os_error(e),
-                }),
-                Err(e) => return Err(Error::os("open", path, e)),
-            };
         let raw = std::os::fd::IntoRawFd::into_raw_fd(opened);
         match self
             .tmp
@@ -210,9 +217,29 @@ impl LockDir {
             Ok(_) => Ok(raw),
             Err(other) => {
                 // Another thread was first: use its descriptor.
+                // SAFETY: `raw` was opened just above and never shared.
                 unsafe { libc::close(raw) };
                 Ok(other)
             }
+        }
+    }
+
+    fn open_tmp(&self) -> Result<OwnedFd> {
+        let name = sys::cname(TMP_DIR);
+        let path = self.path.join(TMP_DIR).display().to_string();
+        match sys::mkdirat(self.raw(), &name, 0o777) {
+            Ok(()) | Err(libc::EEXIST) => {}
+            Err(e) => return Err(Error::os("mkdir", path, e)),
+        }
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        match sys::openat(self.raw(), &name, flags, 0) {
+            Ok(fd) => Ok(fd),
+            Err(e @ (libc::ELOOP | libc::ENOTDIR)) => Err(Error::Io {
+                call: "open (not a directory: a symlink or file planted at the library's ~tmp?)",
+                path,
+                source: std::io::Error::from_raw_os_error(e),
+            }),
+            Err(e) => Err(Error::os("open", path, e)),
         }
     }
 

@@ -172,16 +172,15 @@ impl Locker {
         if self.held.is_some() {
             return Err(Error::AlreadyLocked(self.display.clone()));
         }
+        // A deadline past what the clock can hold is no deadline at all.
         let deadline = match self.timeout {
             Timeout::Forever => None,
-            Timeout::After(d) => Some(Instant::now() + d),
+            Timeout::After(d) => Instant::now().checked_add(d),
         };
-        // The kernel can do the whole wait when there is nothing to break.
-        let block = self.timeout == Timeout::Forever && self.expire == Expire::Never;
         let mut waiter: Option<Waiter> = None;
         let result = loop {
             let record = Stamp::new(self.method.name(), next_token());
-            let attempt = match self.backend.try_acquire(&self.entry, &record, block) {
+            let attempt = match self.backend.try_acquire(&self.entry, &record) {
                 Ok(a) => a,
                 Err(e) => break Err(e),
             };
@@ -269,13 +268,11 @@ impl Locker {
         let (Expire::After(expire), Some(mtime)) = (self.expire, holder.mtime) else {
             return (None, None);
         };
-        let age = SystemTime::now()
-            .duration_since(mtime)
-            .unwrap_or(Duration::ZERO);
+        let age = method::lock_age(mtime);
         if age >= expire {
             (Some(Stale::Expired(expire)), None)
         } else {
-            (None, Some(Instant::now() + (expire - age)))
+            (None, Instant::now().checked_add(expire - age))
         }
     }
 
@@ -313,7 +310,13 @@ impl Locker {
     pub fn unlock(&mut self) -> Result<()> {
         self.held_token()?;
         let held = self.held.take().expect("held");
-        match self.backend.release(&self.entry, &held.token) {
+        let released = self.backend.release(&self.entry, &held.token);
+        if self.entry.dir.replaced() {
+            // Whatever was left in the old directory is gone with it; others
+            // lock in the directory now at the path.
+            return Err(self.lost_dir());
+        }
+        match released {
             // An OS failure (a read-only or vanished file system, ...) left
             // the lock in place: it is still ours, to unlock again or to
             // release on drop; forgetting it would strand it.
@@ -325,11 +328,27 @@ impl Locker {
         }
     }
 
+    /// `LockLost` for a lock whose directory was renamed away or replaced.
+    fn lost_dir(&self) -> Error {
+        Error::LockLost(format!(
+            "{} (the lock directory {} was renamed, removed or replaced)",
+            self.entry.path(),
+            self.entry.dir.path().display()
+        ))
+    }
+
     /// `Ok` while this Locker still holds its lock; `LockLost` if it was
-    /// broken; `NotLocked` if it does not hold it.
+    /// broken, or its lock directory is no longer the one at its path;
+    /// `NotLocked` if it does not hold it.
     pub fn check(&self) -> Result<()> {
         match &self.held {
-            Some(h) if h.pid == crate::sys::pid() => self.backend.check(&self.entry, &h.token),
+            Some(h) if h.pid == crate::sys::pid() => {
+                self.backend.check(&self.entry, &h.token)?;
+                if self.entry.dir.replaced() {
+                    return Err(self.lost_dir());
+                }
+                Ok(())
+            }
             _ => Err(Error::NotLocked(self.display.clone())),
         }
     }
@@ -338,6 +357,9 @@ impl Locker {
     /// `LockLost` if it was broken already.
     pub fn refresh(&mut self) -> Result<()> {
         let token = self.held_token()?;
+        if self.entry.dir.replaced() {
+            return Err(self.lost_dir());
+        }
         self.backend.refresh(&self.entry, &token)
     }
 }

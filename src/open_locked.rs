@@ -1,18 +1,33 @@
 //! `open_locked`: open a file read+write with an exclusive cooperative lock.
 //!
-//! The lock is a Locker with `ns = ""` and `objname` = the file's canonical
-//! path (as the kernel reports it for the opened file), so every path that
-//! reaches the same file (`./f`, `d/../f`, a symlinked directory) takes the
-//! same lock, and a plain Locker on that canonical path is the same lock too.
+//! The lock is a Locker with `ns = ""` whose `objname` names the *file*, not
+//! the path used to reach it:
+//!
+//! - on a local file system, `inode:<dev>:<ino>` (the file's device and
+//!   inode numbers, decimal), so every name of the file excludes every
+//!   other: `./f`, `d/../f`, a symlinked directory, a hard link, a renamed
+//!   directory;
+//! - on a network or FUSE file system, where inode numbers need not be the
+//!   same for every client, the file's canonical path (as the kernel reports
+//!   it for the opened file; it always begins with `/`).
+//!
+//! `lockdir = None` puts the lock in the directory of that canonical path.
+//! Hard links in *different* directories therefore exclude each other only
+//! when every party passes the same `lockdir`.
+//!
+//! Once the lock is had, the descriptor is checked to still be the file at
+//! `path` (the holder it waited for may have deleted or replaced it); if it
+//! is not, it is closed and the file at `path` is opened and locked anew.
 
 use crate::error::{Error, Result};
 use crate::locker::Locker;
-use crate::options::Method;
+use crate::options::{Method, Timeout};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// A file opened by [`open_locked`]: the lock is held until it is closed or
 /// dropped.
@@ -38,17 +53,77 @@ impl LockedFile {
     pub fn close(mut self) -> Result<()> {
         self.locker.unlock()
     }
+
+    /// The file and the Locker holding its lock, to be kept apart (the
+    /// lock stays held until the Locker is unlocked or dropped).
+    pub fn into_parts(self) -> (File, Locker) {
+        (self.file, self.locker)
+    }
+}
+
+fn io_err(call: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        call,
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 fn canonical(file: &File, path: &Path) -> Result<PathBuf> {
     let link = format!("/proc/self/fd/{}", file.as_raw_fd());
     match std::fs::read_link(&link) {
         Ok(p) if p.is_absolute() && !p.as_os_str().as_bytes().ends_with(b" (deleted)") => Ok(p),
-        _ => std::fs::canonicalize(path).map_err(|e| Error::Io {
-            call: "realpath",
-            path: path.display().to_string(),
-            source: e,
-        }),
+        _ => std::fs::canonicalize(path).map_err(|e| io_err("realpath", path, e)),
+    }
+}
+
+/// File systems whose inode numbers may differ between the machines (or
+/// mounts) that share them: their files are named by path.
+fn shared_file_system(file: &File) -> bool {
+    let mut sfs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: a valid descriptor and a writable statfs buffer.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), sfs.as_mut_ptr()) } != 0 {
+        return true; // unknown: the path is the safe, old choice
+    }
+    // SAFETY: fstatfs succeeded.
+    let magic = unsafe { sfs.assume_init() }.f_type as u64 & 0xffff_ffff;
+    const SHARED: &[u64] = &[
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+        0x6573_5546, // FUSE
+        0x00c3_6400, // Ceph
+        0x5346_414f, // AFS
+        0x6b41_4653, // kAFS
+        0x0102_1997, // 9p
+        0x7375_7245, // Coda
+        0x0116_1970, // GFS2
+        0x7461_636f, // OCFS2
+        0x0bd0_0bd0, // Lustre
+        0x4750_4653, // GPFS
+    ];
+    SHARED.contains(&magic)
+}
+
+/// The lock's objname and default lock directory for an opened file.
+fn lock_name(file: &File, path: &Path) -> Result<(Vec<u8>, PathBuf)> {
+    let canon = canonical(file, path)?;
+    let dir = canon.parent().unwrap_or(Path::new("/")).to_path_buf();
+    if shared_file_system(file) {
+        return Ok((canon.as_os_str().as_bytes().to_vec(), dir));
+    }
+    let st = file.metadata().map_err(|e| io_err("fstat", path, e))?;
+    Ok((format!("inode:{}:{}", st.dev(), st.ino()).into_bytes(), dir))
+}
+
+/// True when `file` is (still) the file at `path`.
+fn still_at_path(file: &File, path: &Path) -> Result<bool> {
+    let mine = file.metadata().map_err(|e| io_err("fstat", path, e))?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(mine.nlink() > 0 && now.dev() == mine.dev() && now.ino() == mine.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("stat", path, e)),
     }
 }
 
@@ -68,41 +143,52 @@ pub fn open_locked(
     if path.as_os_str().is_empty() {
         return Err(Error::InvalidArgument("filename is empty".into()));
     }
-    if timeout.is_nan() || expire.is_nan() {
-        return Err(Error::InvalidArgument("timeout or expire is NaN".into()));
+    if expire.is_nan() {
+        return Err(Error::InvalidArgument("expire is NaN".into()));
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::Io {
-            call: "open",
-            path: path.display().to_string(),
-            source: e,
-        })?;
-    let canon = canonical(&file, path)?;
-    let dir = match lockdir {
-        Some(d) => d.to_path_buf(),
-        None => canon.parent().unwrap_or(Path::new("/")).to_path_buf(),
+    let deadline = match Timeout::from_secs(timeout)? {
+        Timeout::Forever => None,
+        Timeout::After(d) => Instant::now().checked_add(d),
     };
-    let mut locker = Locker::new(
-        canon.as_os_str().as_bytes(),
-        &dir,
-        b"",
-        timeout,
-        expire,
-        method,
-    )?;
-    match locker.lock() {
-        Ok(()) => Ok(LockedFile { file, locker }),
-        Err(Error::LockerFailed { timeout, .. }) => Err(Error::CannotGetLock {
-            path: path.display().to_string(),
-            timeout,
-        }),
-        Err(e) => Err(e),
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_err("open", path, e))?;
+        let (objname, dir) = lock_name(&file, path)?;
+        let dir = lockdir.map_or(dir, Path::to_path_buf);
+        // What is left of the caller's timeout (the first round gets it
+        // whole; a later round, after the file was replaced, the rest).
+        let left = deadline.map_or(-1.0, |d| {
+            d.saturating_duration_since(Instant::now()).as_secs_f64()
+        });
+        let mut locker = Locker::new(&objname, &dir, b"", left, expire, method)?;
+        match locker.lock() {
+            Ok(()) => {}
+            Err(Error::LockerFailed { .. }) => {
+                return Err(Error::CannotGetLock {
+                    path: path.display().to_string(),
+                    timeout: Timeout::from_secs(timeout)?.as_secs(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        if still_at_path(&file, path)? {
+            return Ok(LockedFile { file, locker });
+        }
+        // The file was deleted or replaced while we waited: the lock we
+        // hold is for a file nobody reaches by `path` any more.
+        drop(locker);
+        if deadline.is_some_and(|d| Instant::now() >= d) && timeout > 0.0 {
+            return Err(Error::CannotGetLock {
+                path: path.display().to_string(),
+                timeout,
+            });
+        }
     }
 }

@@ -98,6 +98,21 @@ pub fn fstat(fd: RawFd) -> SysResult<libc::stat> {
     Ok(st)
 }
 
+/// `fstatat(dir, name)` following a final symlink.
+pub fn statat(dir: RawFd, name: &CStr) -> SysResult<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: name is NUL-terminated; st is writable.
+    cvt(unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), 0) })?;
+    // SAFETY: fstatat succeeded, so st is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `dup3(from, to, O_CLOEXEC)`: makes `to` name what `from` names.
+pub fn dup3(from: RawFd, to: RawFd) -> SysResult<()> {
+    // SAFETY: plain descriptor numbers; `to` is the caller's own.
+    retry(|| unsafe { libc::dup3(from, to, libc::O_CLOEXEC) }).map(drop)
+}
+
 /// True when two stat results name the same inode.
 pub fn same_inode(a: &libc::stat, b: &libc::stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino

@@ -10,7 +10,7 @@ use crate::owner::Stamp;
 pub struct FakeLock;
 
 impl Backend for FakeLock {
-    fn try_acquire(&mut self, _: &Entry, _: &Stamp, _: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, _: &Entry, _: &Stamp) -> Result<Attempt> {
         Ok(Attempt::Acquired)
     }
     fn release(&mut self, _: &Entry, _: &str) -> Result<()> {

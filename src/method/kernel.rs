@@ -6,8 +6,7 @@
 //! them.
 
 use super::{
-    ofd_wait, older_than, read_record, still_at_entry, Attempt, Backend, Holder, HolderHandle,
-    Stale,
+    older_than, read_record, still_at_entry, Attempt, Backend, Holder, HolderHandle, Stale,
 };
 use crate::error::{Error, Result};
 use crate::lockdir::Entry;
@@ -47,6 +46,13 @@ fn fcntl_err(entry: &Entry, e: i32) -> Error {
     entry.err("fcntl(F_OFD_SETLK)", e)
 }
 
+fn linked_elsewhere(entry: &Entry) -> Error {
+    Error::InvalidArgument(format!(
+        "lock entry {} is a file with other names (hard links): refusing to write an owner record into it",
+        entry.path()
+    ))
+}
+
 fn not_a_file(entry: &Entry) -> Error {
     Error::InvalidArgument(format!(
         "lock entry {} is not a kernel-method lock file: is another party locking this name with another method?",
@@ -67,17 +73,27 @@ impl KernelLock {
         }
         entry.dir.require_ofd_locks()?;
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
-        let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0o666) {
-            Ok(fd) => fd,
-            Err(libc::EISDIR) | Err(libc::ELOOP) | Err(libc::ENXIO) => {
-                return Err(not_a_file(entry))
+        let (fd, st) = loop {
+            let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0o666) {
+                Ok(fd) => fd,
+                Err(libc::EISDIR) | Err(libc::ELOOP) | Err(libc::ENXIO) => {
+                    return Err(not_a_file(entry))
+                }
+                Err(e) => return Err(entry.err("open", e)),
+            };
+            let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(not_a_file(entry));
             }
-            Err(e) => return Err(entry.err("open", e)),
+            match st.st_nlink {
+                // Broken (unlinked) between our open and fstat: open anew.
+                0 => continue,
+                1 => break (fd, st),
+                // A name planted beside a file elsewhere: writing our record
+                // would overwrite that file.
+                _ => return Err(linked_elsewhere(entry)),
+            }
         };
-        let st = sys::fstat(fd.as_raw_fd()).map_err(|e| entry.err("fstat", e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(not_a_file(entry));
-        }
         if let Some(rec) = read_record(fd.as_raw_fd()) {
             if rec.method != "kernel" {
                 return Err(not_a_file(entry));
@@ -153,15 +169,10 @@ impl KernelLock {
 }
 
 impl Backend for KernelLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp) -> Result<Attempt> {
         loop {
             let fd = self.open(entry)?;
-            let got = if block {
-                ofd_wait(entry, fd, 0, 2)?;
-                true
-            } else {
-                sys::ofd_try(fd, LockKind::Write, 0, 2).map_err(|e| fcntl_err(entry, e))?
-            };
+            let got = sys::ofd_try(fd, LockKind::Write, 0, 2).map_err(|e| fcntl_err(entry, e))?;
             if !got {
                 if !sys::ofd_try(fd, LockKind::Write, 0, 1).map_err(|e| fcntl_err(entry, e))? {
                     let st = self.file.as_ref().expect("open").st;
@@ -183,11 +194,21 @@ impl Backend for KernelLock {
                 }
             }
             let st = self.file.as_ref().expect("open").st;
-            if !still_at_entry(entry, &st)? {
+            match sys::lstatat(entry.dirfd(), &entry.cname) {
+                Ok(now) if sys::same_inode(&now, &st) && now.st_nlink == 1 => {}
+                Ok(now) if sys::same_inode(&now, &st) => {
+                    // A hard link was made to it since we opened it.
+                    let _ = sys::ofd_try(fd, LockKind::Unlock, 0, 2);
+                    self.file = None;
+                    return Err(linked_elsewhere(entry));
+                }
                 // Broken and unlinked while we locked it: start over on the
                 // file now at the entry.
-                self.file = None;
-                continue;
+                Ok(_) | Err(libc::ENOENT) => {
+                    self.file = None;
+                    continue;
+                }
+                Err(e) => return Err(entry.err("stat", e)),
             }
             let mut bytes = record.render();
             if bytes.len() < RECORD_SIZE {

@@ -5,6 +5,13 @@
 //! `token` has) and then the entry if it is empty. No step ever removes
 //! another acquisition's lock.
 //!
+//! A refresh renames the record file to the next generation,
+//! `o.<token>.<n>`, before it renews the file's time. A breaker removes
+//! exactly the name it judged, so a holder that refreshed after the breaker
+//! looked has moved its record out of the way: the late breaker's unlink
+//! finds nothing, and the refreshed lock stays (the re-check is the rename
+//! itself, atomic on every file system).
+//!
 //! Private directories are prepared in `<lockdir>/~tmp/`. A party killed
 //! while it had one prepared leaves it behind; waiters sweep `~tmp` now and
 //! then and remove those whose owner is dead (see [`MkdirLock::sweep`]).
@@ -24,18 +31,44 @@ pub struct MkdirLock {
     /// private directory, so a waiter does not churn (or, if killed, leave)
     /// one per attempt.
     contended: bool,
+    /// Generation of our held record file (0: `o.<token>`; n: `o.<token>.<n>`).
+    gen: u64,
 }
 
 /// A leftover private directory with no readable record is removed once it
 /// is this old (a live acquirer keeps one for microseconds).
 const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn record_file(token: &str) -> CString {
-    sys::cname(&format!("o.{token}"))
+fn record_file(suffix: &str) -> CString {
+    sys::cname(&format!("o.{suffix}"))
+}
+
+/// What follows `o.` in the record file of acquisition `token` at
+/// generation `gen`.
+fn record_suffix(token: &str, gen: u64) -> String {
+    if gen == 0 {
+        token.to_string()
+    } else {
+        format!("{token}.{gen}")
+    }
 }
 
 fn is_token(s: &[u8]) -> bool {
     s.len() == 32 && s.iter().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True for a record file suffix: a token, optionally `.` and a generation.
+fn is_record_suffix(s: &[u8]) -> bool {
+    match s.get(32) {
+        None => is_token(s),
+        Some(b'.') => {
+            is_token(&s[..32])
+                && s.len() > 33
+                && s.len() <= 33 + 20
+                && s[33..].iter().all(u8::is_ascii_digit)
+        }
+        Some(_) => false,
+    }
 }
 
 /// The entry directory itself, never through a symlink. `Ok(None)` when
@@ -49,8 +82,9 @@ fn open_entry(entry: &Entry) -> Result<Option<OwnedFd>> {
     }
 }
 
-/// Removes `o.<token>` inside the entry, then the entry if it is empty.
-/// `Ok(false)` when `o.<token>` was not there (not that acquisition's lock).
+/// Removes `o.<suffix>` inside the entry, then the entry if it is empty.
+/// `Ok(false)` when `o.<suffix>` was not there (not that acquisition's
+/// lock, or not at that generation).
 fn remove_acquisition(entry: &Entry, token: &str) -> Result<bool> {
     let Some(efd) = open_entry(entry)? else {
         return Ok(false);
@@ -110,7 +144,7 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
     };
     let token = names.iter().find_map(|n| {
         n.strip_prefix(b"o.")
-            .filter(|t| is_token(t))
+            .filter(|t| is_record_suffix(t))
             .map(|t| String::from_utf8_lossy(t).into_owned())
     });
     let Some(token) = token else {
@@ -145,7 +179,7 @@ fn not_a_dir(entry: &Entry) -> Error {
 }
 
 impl Backend for MkdirLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, _block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp) -> Result<Attempt> {
         let token = &record.token;
         if self.contended {
             if let Some(holder) = read_holder(entry)? {
@@ -181,6 +215,7 @@ impl Backend for MkdirLock {
         match sys::renameat_between(tmpfd, &tmp, entry.dirfd(), &entry.cname) {
             Ok(()) => {
                 self.contended = false;
+                self.gen = 0;
                 Ok(Attempt::Acquired)
             }
             Err(libc::EEXIST) | Err(libc::ENOTEMPTY) => {
@@ -200,7 +235,7 @@ impl Backend for MkdirLock {
     }
 
     fn release(&mut self, entry: &Entry, token: &str) -> Result<()> {
-        if remove_acquisition(entry, token)? {
+        if remove_acquisition(entry, &record_suffix(token, self.gen))? {
             Ok(())
         } else {
             Err(Error::LockLost(entry.path()))
@@ -211,7 +246,10 @@ impl Backend for MkdirLock {
         let Some(efd) = open_entry(entry)? else {
             return Err(Error::LockLost(entry.path()));
         };
-        match sys::lstatat(efd.as_raw_fd(), &record_file(token)) {
+        match sys::lstatat(
+            efd.as_raw_fd(),
+            &record_file(&record_suffix(token, self.gen)),
+        ) {
             Ok(_) => Ok(()),
             Err(libc::ENOENT) => Err(Error::LockLost(entry.path())),
             Err(e) => Err(entry.err("stat", e)),
@@ -222,7 +260,17 @@ impl Backend for MkdirLock {
         let Some(efd) = open_entry(entry)? else {
             return Err(Error::LockLost(entry.path()));
         };
-        match sys::touchat(efd.as_raw_fd(), &record_file(token)) {
+        // The rename is the refresh: a breaker that judged the old name
+        // stale finds nothing to remove any more.
+        let next = self.gen + 1;
+        let from = record_file(&record_suffix(token, self.gen));
+        let to = record_file(&record_suffix(token, next));
+        match sys::renameat_between(efd.as_raw_fd(), &from, efd.as_raw_fd(), &to) {
+            Ok(()) => self.gen = next,
+            Err(libc::ENOENT) => return Err(Error::LockLost(entry.path())),
+            Err(e) => return Err(entry.err("rename", e)),
+        }
+        match sys::touchat(efd.as_raw_fd(), &to) {
             Ok(()) => Ok(()),
             Err(libc::ENOENT) => Err(Error::LockLost(entry.path())),
             Err(e) => Err(entry.err("utimensat", e)),
@@ -230,8 +278,9 @@ impl Backend for MkdirLock {
     }
 
     fn break_stale(&mut self, entry: &Entry, holder: Holder, _why: Stale) -> Result<bool> {
-        // Removing o.<token> is conditional on the token: if the judged
-        // acquisition already left, this finds nothing and touches nothing.
+        // Removing o.<token>[.<n>] is conditional on the token and the
+        // generation judged: if that acquisition left, or refreshed since
+        // (renaming its record), this finds nothing and touches nothing.
         if let HolderHandle::Token(token) = &holder.handle {
             remove_acquisition(entry, token)?;
         }

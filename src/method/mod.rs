@@ -11,7 +11,7 @@ use crate::lockdir::Entry;
 use crate::options::Method;
 use crate::owner::{Record, Stamp};
 use std::os::fd::OwnedFd;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A snapshot of the party that holds an entry, taken by a failed attempt.
 #[derive(Debug)]
@@ -59,10 +59,10 @@ pub enum Stale {
 
 /// One lock method's protocol steps.
 pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// One attempt to acquire `entry` as acquisition `token`. With `block`,
-    /// a method that can wait in the kernel may do so (only used when the
-    /// caller waits forever and never breaks locks).
-    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, block: bool) -> Result<Attempt>;
+    /// One attempt to acquire `entry` as acquisition `record.token`; never
+    /// waits for a holder (waiting is the caller's, so that it can watch
+    /// the holder's process and its own deadline).
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp) -> Result<Attempt>;
     /// Releases our acquisition; `Error::LockLost` if it was broken.
     fn release(&mut self, entry: &Entry, token: &str) -> Result<()>;
     /// `Ok` while our acquisition is still the one at the entry.
@@ -108,12 +108,34 @@ pub(crate) fn read_record(fd: std::os::fd::RawFd) -> Option<Record> {
         .and_then(|b| Record::parse(&b))
 }
 
+/// How much later than its mtime says a lock may have been renewed on a
+/// file system that keeps whole seconds only (ext4 with 128-byte inodes,
+/// and FAT's two seconds).
+const COARSE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The age of a lock whose record was last written or refreshed at
+/// `mtime`, never more than it can really be: an mtime with no sub-second
+/// part may have been truncated by a file system with coarse timestamps,
+/// so the lock may be up to [`COARSE_MARGIN`] younger than it looks, and
+/// is taken to be. (A fine-grained mtime that happens to fall on a whole
+/// second only makes that one lock expire up to two seconds late.)
+pub(crate) fn lock_age(mtime: SystemTime) -> Duration {
+    let age = SystemTime::now()
+        .duration_since(mtime)
+        .unwrap_or(Duration::ZERO);
+    let whole_second = mtime
+        .duration_since(UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() == 0);
+    if whole_second {
+        age.saturating_sub(COARSE_MARGIN)
+    } else {
+        age
+    }
+}
+
 /// True when a lock with modification time `mtime` is older than `expire`.
 pub(crate) fn older_than(mtime: SystemTime, expire: Duration) -> bool {
-    SystemTime::now()
-        .duration_since(mtime)
-        .map(|age| age >= expire)
-        .unwrap_or(false)
+    lock_age(mtime) >= expire
 }
 
 /// True when the inode described by `st` is the one at the entry now.

@@ -121,7 +121,7 @@ fn create_linked(entry: &Entry, bytes: &[u8], token: &str) -> Result<Option<Owne
 }
 
 impl Backend for OpenCreateLock {
-    fn try_acquire(&mut self, entry: &Entry, record: &Stamp, _block: bool) -> Result<Attempt> {
+    fn try_acquire(&mut self, entry: &Entry, record: &Stamp) -> Result<Attempt> {
         // Release and break rely on OFD locks as their guard.
         entry.dir.require_ofd_locks()?;
         if self.contended {
