@@ -101,6 +101,7 @@ for m in mkdir opencreate kernel; do
 	check "$m-liveness"          $m.pml liveness clean  -DLIVENESS -DNO_EXPIRE
 	check "$m-buggy"             $m.pml safety   assert $nb -DBUGGY
 done
+check "mkdir-buggy-recheck"        mkdir.pml      safety   assert -DBUGGY_RECHECK
 check "mkdir-buggy-liveness"       mkdir.pml      liveness cycle -DLIVENESS -DNO_EXPIRE -DBUGGY_LIVE
 check "mkdir-liveness-expire"      mkdir.pml      liveness clean -DLIVENESS
 check "opencreate-liveness-expire" opencreate.pml liveness clean -DLIVENESS

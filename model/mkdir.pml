@@ -11,6 +11,15 @@
  * whatever is at E now) instead of unlinking E/o.rd.
  * BUGGY_LIVE: the new lock can only take E when E is absent (as with a plain
  * mkdirat(E)), so an empty E left by a crash is never cleared.
+ * BUGGY_RECHECK: the breaker unlinks the judged token's record whatever its
+ * generation, so a holder that refreshed after the judgement is broken.
+ *
+ * Refresh: a holder in its critical section may refresh, which renames
+ * E/o.T.g to E/o.T.g+1 (Egen).  A breaker reads (token, generation) and
+ * unlinks exactly that name.  An expire judgement is legitimate only if the
+ * holder has not refreshed since the breaker read the record (ghost rfc[]);
+ * a break after such a refresh does not mark the lock broken, so an overlap
+ * it causes fails the critical-section assertion.
  */
 #include "common.pml"
 
@@ -22,10 +31,12 @@
 
 bool Edir;   /* a directory is at E */
 byte Etok;   /* the T of the o.T inside it; 0 = empty directory */
+byte Egen;   /* the generation g of its name o.T.g (refreshes so far) */
+byte rfc[NTOK];  /* ghost: refreshes made by the holder of each token */
 
 active [NPROC] proctype P() {
 	byte me = _pid;
-	byte k, t, rd, q;
+	byte k, t, rd, rg, rs, q;
 	bool stale, exp;
 
 	do
@@ -37,13 +48,13 @@ acquire:
 		/* renameat(D, "~t-T", D, E): E absent or an empty directory */
 		if
 		:: CRASH
-		:: atomic { RENAME_OK -> Edir = true; Etok = t }; goto held
+		:: atomic { RENAME_OK -> Edir = true; Etok = t; Egen = 0 }; goto held
 		:: atomic { !RENAME_OK }                   /* ENOTEMPTY / EEXIST */
 		fi;
 		/* remove ~t-T (private); read E: readdir finds o.rd, read record */
 		if
 		:: CRASH
-		:: atomic { Edir && Etok != 0 -> rd = Etok }
+		:: atomic { Edir && Etok != 0 -> rd = Etok; rg = Egen; rs = rfc[Etok] }
 		:: atomic { !Edir || Etok == 0 } -> goto acquire   /* gone: retry */
 		fi;
 		/* judge the holder of rd (later than the read: races are explored) */
@@ -53,13 +64,22 @@ acquire:
 		:: stale
 		fi;
 #ifndef BUGGY
-		/* break = the release steps on behalf of rd: unlinkat(D, "E/o.rd") */
+		/* break = the release steps on behalf of rd: unlinkat(D, "E/o.rd.rg") */
 		if
 		:: CRASH
-		:: atomic {
-			Etok = (Edir && Etok == rd -> 0 : Etok);   /* or ENOENT */
-			broken[rd] = broken[rd] || exp
+#ifndef BUGGY_RECHECK
+		:: atomic { Edir && Etok == rd && Egen == rg ->
+			Etok = 0; Egen = 0;
+			broken[rd] = broken[rd] || (exp && rfc[rd] == rs)
 		   }
+		:: atomic { !(Edir && Etok == rd && Egen == rg) }   /* ENOENT */
+#else
+		:: atomic { Edir && Etok == rd ->
+			Etok = 0; Egen = 0;
+			broken[rd] = broken[rd] || (exp && rfc[rd] == rs)
+		   }
+		:: atomic { !(Edir && Etok == rd) }
+#endif
 		fi;
 		/* unlinkat(D, E, AT_REMOVEDIR): removes E only if it is empty */
 		if
@@ -73,10 +93,17 @@ acquire:
 		:: atomic { Edir = false; Etok = 0; broken[rd] = broken[rd] || exp }
 		fi;
 #endif
-		d_step { rd = 0; stale = false; exp = false };
+		d_step { rd = 0; rg = 0; rs = 0; stale = false; exp = false };
 		goto acquire;
 held:
 		enter_cs(t);
+		/* refresh, or not: renameat(E/o.t.g, E/o.t.g+1), ENOENT = lost */
+		if
+		:: CRASH
+		:: atomic { Edir && Etok == t -> Egen++; rfc[t]++ }
+		:: atomic { !(Edir && Etok == t) }
+		:: skip
+		fi;
 		if :: CRASH :: leave_cs() fi;
 		/* release: unlinkat(D, "E/o.t"); ENOENT would be LOCK_LOST */
 		if
@@ -95,7 +122,7 @@ held:
 crash:
 	atomic {
 		crashed[me] = true; incs[me] = false; cstok[me] = 0;
-		t = 0; rd = 0; stale = false; exp = false
+		t = 0; rd = 0; rg = 0; rs = 0; stale = false; exp = false
 	};
 done:
 	skip
