@@ -182,7 +182,7 @@ int locker_refresh(Locker *locker);
  Tells whether this Locker still holds its lock.
 
  Returns LOCKING_OK if it does; LOCKING_E_LOCK_LOST if it was broken by
- another party; LOCKING_E_NOT_LOCKED if it does not hold it;
+ another party, or its lock directory was renamed away or replaced; LOCKING_E_NOT_LOCKED if it does not hold it;
  LOCKING_E_INVALID_ARGUMENT for NULL; LOCKING_E_IO on an OS failure.
 
  # Safety
@@ -204,7 +204,12 @@ void locker_free(Locker *locker);
  Opens `filename` for reading and writing with an exclusive cooperative
  lock: created with mode 0666 & ~umask if missing, positioned at offset
  0, close-on-exec. Every path that reaches the same file takes the same
- lock (the lock name is the file's canonical path).
+ lock: on a local file system the lock is named by the file's device and
+ inode (symlinks, `..`, hard links, renamed directories all exclude each
+ other; hard links in different directories need a common `lockdir`), on
+ a network or FUSE file system by its canonical path. When the lock is
+ had, the descriptor is the file at `filename` at that moment: a file
+ deleted or replaced while the caller waited is opened and locked anew.
 
  - `timeout`, `expire`, `method`: as for locker_new().
  - `lockdir`: where the lock lives; NULL means the file's own directory.
@@ -227,10 +232,13 @@ int open_locked_fd(const char *filename, double timeout, const char *lockdir, do
 
  Returns LOCKING_OK; LOCKING_E_NOT_LOCKED when `fd` did not come from
  open_locked_fd() (or was closed already: the descriptor is then left
- alone); LOCKING_E_LOCK_LOST when the lock had been broken after `expire`
- (the descriptor is closed all the same); LOCKING_E_IO on an OS failure.
- In a child process after fork(), closes the child's descriptor and
- leaves the parent's lock held.
+ alone, and never closed by the library); LOCKING_E_LOCK_LOST when the
+ lock had been broken after `expire` (the descriptor is closed all the
+ same); LOCKING_E_IO on an OS failure. In a child process after fork(),
+ closes the child's descriptor, leaves the parent's lock held and returns
+ LOCKING_OK. A descriptor number closed with plain close() and handed out
+ again by open_locked_fd() belongs to the new file: the old lock is
+ released then, and the library never closes a number it does not own.
  */
 int close_locked_fd(int fd);
 
