@@ -101,7 +101,9 @@ for m in mkdir opencreate kernel; do
 	check "$m-liveness"          $m.pml liveness clean  -DLIVENESS -DNO_EXPIRE
 	check "$m-buggy"             $m.pml safety   assert $nb -DBUGGY
 done
-check "mkdir-buggy-recheck"        mkdir.pml      safety   assert -DBUGGY_RECHECK
+check "mkdir-safety-refresh"       mkdir.pml      safety   ok     -DREFRESH -DNPROC=2 -DITER=3
+check "mkdir-safety-refresh-3x1"   mkdir.pml      safety   ok     -DREFRESH -DNPROC=3 -DITER=1
+check "mkdir-buggy-recheck"        mkdir.pml      safety   assert -DREFRESH -DBUGGY_RECHECK -DNPROC=2 -DITER=2
 check "mkdir-buggy-liveness"       mkdir.pml      liveness cycle -DLIVENESS -DNO_EXPIRE -DBUGGY_LIVE
 check "mkdir-liveness-expire"      mkdir.pml      liveness clean -DLIVENESS
 check "opencreate-liveness-expire" opencreate.pml liveness clean -DLIVENESS

@@ -14,7 +14,8 @@
  * BUGGY_RECHECK: the breaker unlinks the judged token's record whatever its
  * generation, so a holder that refreshed after the judgement is broken.
  *
- * Refresh: a holder in its critical section may refresh, which renames
+ * REFRESH (own runs: it multiplies the states): a holder in its critical
+ * section may refresh, which renames
  * E/o.T.g to E/o.T.g+1 (Egen).  A breaker reads (token, generation) and
  * unlinks exactly that name.  An expire judgement is legitimate only if the
  * holder has not refreshed since the breaker read the record (ghost rfc[]);
@@ -97,6 +98,7 @@ acquire:
 		goto acquire;
 held:
 		enter_cs(t);
+#ifdef REFRESH
 		/* refresh, or not: renameat(E/o.t.g, E/o.t.g+1), ENOENT = lost */
 		if
 		:: CRASH
@@ -104,6 +106,7 @@ held:
 		:: atomic { !(Edir && Etok == t) }
 		:: skip
 		fi;
+#endif
 		if :: CRASH :: leave_cs() fi;
 		/* release: unlinkat(D, "E/o.t"); ENOENT would be LOCK_LOST */
 		if
