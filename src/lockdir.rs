@@ -46,6 +46,17 @@ pub const TMP_DIR: &str = "~tmp";
 
 static CACHE: Mutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = Mutex::new(None);
 
+/// `path` made absolute against the current directory (as given when
+/// that cannot be read, e.g. a removed cwd): a later chdir() must neither
+/// make a lock directory look replaced nor let a relative path find the
+/// directory of another cwd.
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
+}
+
 /// Holds the cache's lock across a fork() (see `forksafe.rs`).
 pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
     Box::new(CACHE.lock().unwrap_or_else(|e| e.into_inner()))
@@ -57,9 +68,16 @@ impl LockDir {
         if path.as_os_str().is_empty() {
             return Err(Error::InvalidArgument("lockdir is empty".into()));
         }
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Err(Error::InvalidArgument("lockdir contains a NUL byte".into()));
+        }
+        crate::forksafe::ensure();
+        // The cache is keyed by the absolute path, so that a relative path
+        // after a chdir() never finds the directory of the old cwd.
+        let abs = absolute(path);
+        let path = abs.as_path();
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidArgument("lockdir contains a NUL byte".into()))?;
-        crate::forksafe::ensure();
         let cached = CACHE
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -83,20 +101,6 @@ impl LockDir {
     }
 
     fn open_uncached(path: &Path, c: &CString) -> Result<LockDir> {
-        // Kept absolute, so that a later chdir() does not make the lock
-        // directory look replaced.
-        let abs;
-        let path = if path.is_absolute() {
-            path
-        } else {
-            let cwd = std::env::current_dir().map_err(|e| Error::Io {
-                call: "getcwd",
-                path: path.display().to_string(),
-                source: e,
-            })?;
-            abs = cwd.join(path);
-            &abs
-        };
         let flags = libc::O_RDONLY | libc::O_DIRECTORY;
         let fd = match sys::openat(libc::AT_FDCWD, c, flags, 0) {
             Ok(fd) => fd,

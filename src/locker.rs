@@ -27,6 +27,10 @@ pub struct Locker {
     method: Method,
     backend: Box<dyn Backend>,
     held: Option<Held>,
+    /// Report `LockLost` when the path no longer names the lock directory
+    /// (off for open_locked's own choice of directory, which follows the
+    /// file, not a path others use).
+    watch_dir_path: bool,
 }
 
 /// What [`Locker::holder`] found out about the party holding a lock.
@@ -131,7 +135,20 @@ impl Locker {
             method,
             backend: method::backend(method),
             held: None,
+            watch_dir_path: true,
         })
+    }
+
+    /// Stops reporting `LockLost` when the lock directory's path comes to
+    /// name another directory (for `open_locked` with the file's own
+    /// directory: parties find that directory through the file, so a
+    /// rename of it loses nothing).
+    pub(crate) fn follow_dir_not_path(&mut self) {
+        self.watch_dir_path = false;
+    }
+
+    fn dir_replaced(&self) -> bool {
+        self.watch_dir_path && self.entry.dir.replaced()
     }
 
     /// The method this Locker uses.
@@ -311,7 +328,7 @@ impl Locker {
         self.held_token()?;
         let held = self.held.take().expect("held");
         let released = self.backend.release(&self.entry, &held.token);
-        if self.entry.dir.replaced() {
+        if self.dir_replaced() {
             // Whatever was left in the old directory is gone with it; others
             // lock in the directory now at the path.
             return Err(self.lost_dir());
@@ -344,7 +361,7 @@ impl Locker {
         match &self.held {
             Some(h) if h.pid == crate::sys::pid() => {
                 self.backend.check(&self.entry, &h.token)?;
-                if self.entry.dir.replaced() {
+                if self.dir_replaced() {
                     return Err(self.lost_dir());
                 }
                 Ok(())
@@ -357,7 +374,7 @@ impl Locker {
     /// `LockLost` if it was broken already.
     pub fn refresh(&mut self) -> Result<()> {
         let token = self.held_token()?;
-        if self.entry.dir.replaced() {
+        if self.dir_replaced() {
             return Err(self.lost_dir());
         }
         self.backend.refresh(&self.entry, &token)

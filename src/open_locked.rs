@@ -168,6 +168,9 @@ pub fn open_locked(
             d.saturating_duration_since(Instant::now()).as_secs_f64()
         });
         let mut locker = Locker::new(&objname, &dir, b"", left, expire, method)?;
+        if lockdir.is_none() {
+            locker.follow_dir_not_path();
+        }
         match locker.lock() {
             Ok(()) => {}
             Err(Error::LockerFailed { .. }) => {

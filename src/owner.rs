@@ -9,7 +9,8 @@
 //! token=<32 lowercase hex digits>
 //! pid=<decimal>
 //! start=<process start time, clock ticks after boot (/proc/PID/stat field
-//!        22) in the initial time namespace's clock, or - when unknown>
+//!        22) as the process's time namespace shows it, or - when unknown>
+//! timens=<inode number of /proc/self/ns/time, or -> (optional)
 //! pidns=<inode number of /proc/self/ns/pid, or ->
 //! boot=<contents of /proc/sys/kernel/random/boot_id, or ->
 //! machine=<contents of /etc/machine-id, or ->
@@ -35,10 +36,13 @@ pub(crate) const MAX_RECORD: usize = 4096;
 pub struct Identity {
     /// Process ID.
     pub pid: u32,
-    /// Start time of the process in clock ticks after boot, in the clock of
-    /// the initial time namespace; `None` when it could not be read from a
+    /// Start time of the process in clock ticks after boot, as its own
+    /// time namespace shows it; `None` when it could not be read from a
     /// `/proc` that is really this process's (see [`identity`]).
     pub start: Option<u64>,
+    /// Inode of the process's time namespace (`/proc/self/ns/time`), the
+    /// clock `start` is in; `None` where the kernel has none.
+    pub timens: Option<u64>,
     /// Inode of the PID namespace.
     pub pidns: Option<u64>,
     /// Boot ID.
@@ -59,13 +63,10 @@ struct Cached {
 }
 
 /// How this process sees `/proc`: whether it is the `/proc` of this
-/// process's own PID namespace, and the offset (in clock ticks) by which
-/// this process's time namespace shifts the start times it reads there.
+/// process's own PID namespace (so `/proc/PID` means our PID).
 #[derive(Debug, Clone, Copy)]
 struct View {
-    /// `None`: start times read in `/proc` cannot be trusted or compared
-    /// (a `/proc` of another PID namespace, or unreadable).
-    boot_offset_ticks: Option<i64>,
+    proc_ours: bool,
 }
 
 static IDENTITY: Mutex<Option<Cached>> = Mutex::new(None);
@@ -119,68 +120,40 @@ pub fn proc_stat(pid: u32) -> Result<(u8, u64), i32> {
         .ok_or(libc::EINVAL)
 }
 
-/// The boottime offset of this process's time namespace, in clock ticks
-/// (0 where the kernel has no time namespaces). `None` if unreadable.
-fn boot_offset_ticks() -> Result<Option<i64>, ()> {
-    let text = match std::fs::read_to_string("/proc/self/timens_offsets") {
-        Ok(t) => t,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Some(0)),
-        Err(e) if transient(&e) => return Err(()),
-        Err(_) => return Ok(None),
-    };
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz <= 0 {
-        return Ok(None);
-    }
-    for line in text.lines() {
-        let mut it = line.split_ascii_whitespace();
-        if it.next() != Some("boottime") {
-            continue;
-        }
-        let secs: i64 = match it.next().and_then(|v| v.parse().ok()) {
-            Some(v) => v,
-            None => return Ok(None),
-        };
-        let nanos: i64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        return Ok(secs
-            .checked_mul(hz)
-            .and_then(|t| t.checked_add(nanos.saturating_mul(hz) / 1_000_000_000)));
-    }
-    Ok(Some(0))
-}
-
-/// Our own start time and how we read others', from `/proc/self/stat`, but
-/// only if that `/proc` is really ours: it must name our own PID (a PID
-/// namespace whose `/proc` is the parent's shows another number).
+/// Our own start time, and whether `/proc` is ours: `/proc/self/status`
+/// must list exactly one PID in `NSpid:` (a `/proc` mounted for an
+/// ancestor PID namespace lists one per level) and it must be our PID;
+/// kernels without `NSpid:` are checked by the PID in `/proc/self/stat`.
+/// The start time is in the clock of our time namespace, which the record
+/// names (`timens=`): start times are compared only within one.
 fn own_view(pid: u32) -> Result<(Option<u64>, View), ()> {
-    let none = View {
-        boot_offset_ticks: None,
+    let none = View { proc_ours: false };
+    let read = |path: &str| match std::fs::read(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if transient(&e) => Err(()),
+        Err(_) => Ok(None),
     };
-    let stat = match std::fs::read("/proc/self/stat") {
-        Ok(s) => s,
-        Err(e) if transient(&e) => return Err(()),
-        Err(_) => return Ok((None, none)),
+    let Some(stat) = read("/proc/self/stat")? else {
+        return Ok((None, none));
     };
     let Some((shown_pid, _, start)) = parse_stat(&stat) else {
         return Ok((None, none));
     };
-    if shown_pid != pid {
-        return Ok((None, none));
-    }
-    let Some(offset) = boot_offset_ticks()? else {
+    let Some(status) = read("/proc/self/status")? else {
         return Ok((None, none));
     };
-    let start = i64::try_from(start)
-        .ok()
-        .and_then(|s| s.checked_sub(offset))
-        .and_then(|s| u64::try_from(s).ok());
-    Ok((
-        start,
-        View {
-            boot_offset_ticks: Some(offset),
-        },
-    ))
+    let status = String::from_utf8_lossy(&status);
+    let ours = match status.lines().find_map(|l| l.strip_prefix("NSpid:")) {
+        Some(list) => {
+            let pids: Vec<&str> = list.split_ascii_whitespace().collect();
+            pids.len() == 1 && pids[0].parse::<u32>() == Ok(pid)
+        }
+        None => shown_pid == pid,
+    };
+    if !ours || shown_pid != pid {
+        return Ok((None, none));
+    }
+    Ok((Some(start), View { proc_ours: true }))
 }
 
 fn hostname() -> String {
@@ -210,20 +183,17 @@ fn compute(pid: u32) -> (Identity, View, bool) {
     let mut complete = true;
     let (start, view) = own_view(pid).unwrap_or_else(|()| {
         complete = false;
-        (
-            None,
-            View {
-                boot_offset_ticks: None,
-            },
-        )
+        (None, View { proc_ours: false })
     });
-    let pidns = match std::fs::metadata("/proc/self/ns/pid") {
+    let mut ns_inode = |path| match std::fs::metadata(path) {
         Ok(m) => Some(m.ino()),
         Err(e) => {
             complete &= !transient(&e);
             None
         }
     };
+    let pidns = ns_inode("/proc/self/ns/pid");
+    let timens = ns_inode("/proc/self/ns/time");
     let mut one_line = |path| {
         read_trimmed(path).unwrap_or_else(|()| {
             complete = false;
@@ -235,6 +205,7 @@ fn compute(pid: u32) -> (Identity, View, bool) {
     let id = Identity {
         pid,
         start,
+        timens,
         pidns,
         boot,
         machine,
@@ -272,9 +243,10 @@ pub fn identity() -> Arc<Identity> {
 
 fn identity_lines(o: &Identity) -> String {
     format!(
-        "pid={}\nstart={}\npidns={}\nboot={}\nmachine={}\nhost={}\n",
+        "pid={}\nstart={}\ntimens={}\npidns={}\nboot={}\nmachine={}\nhost={}\n",
         o.pid,
         opt(&o.start),
+        opt(&o.timens),
         opt(&o.pidns),
         opt(&o.boot),
         opt(&o.machine),
@@ -392,6 +364,7 @@ impl Record {
         }
         let (mut method, mut token, mut pid, mut start) = (None, None, None, None);
         let (mut pidns, mut boot, mut machine, mut host, mut time) = (None, None, None, None, None);
+        let mut timens = None;
         let mut ended = false;
         for line in lines {
             if ended {
@@ -411,12 +384,14 @@ impl Record {
                 "token" => token = Some(v.to_string()),
                 "pid" => pid = Some(v.parse::<u32>().ok()?),
                 "start" => {
-                    start = Some(if v == "-" {
+                    // 0.1 wrote 0 for "could not read it".
+                    start = Some(if v == "-" || v == "0" {
                         None
                     } else {
                         Some(v.parse::<u64>().ok()?)
                     })
                 }
+                "timens" if v != "-" => timens = Some(v.parse::<u64>().ok()?),
                 "pidns" => {
                     pidns = Some(if v == "-" {
                         None
@@ -445,6 +420,7 @@ impl Record {
             owner: Identity {
                 pid,
                 start: start?,
+                timens,
                 pidns: pidns?,
                 boot: boot?,
                 machine: machine?,
@@ -513,14 +489,21 @@ pub fn judge(rec: Option<&Record>, me: &Identity) -> Liveness {
     if !pid_visible(&rec.owner, me) {
         return Liveness::Unknown;
     }
-    process_liveness(rec.owner.pid, rec.owner.start)
+    process_liveness(rec.owner.pid, comparable_start(&rec.owner, me))
+}
+
+/// The holder's start time if it can be compared with what `/proc` shows
+/// us: same time namespace (start times are shown shifted by the reader's
+/// boottime offset), else `None`.
+pub fn comparable_start(o: &Identity, me: &Identity) -> Option<u64> {
+    o.start.filter(|_| o.timens == me.timens)
 }
 
 /// The largest PID Linux can hand out (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4_194_304;
 
 /// Whether process `pid` of our PID namespace, started at `start` (clock
-/// ticks after boot, initial time namespace), still runs. Dead only on
+/// ticks after boot, in our time namespace's clock), still runs. Dead only on
 /// proof: the kernel says no process has that PID (`kill(pid, 0)` fails
 /// with `ESRCH`), or the process with that PID started at another time
 /// (read in a `/proc` that is ours, in the same clock), or it is a zombie
@@ -532,26 +515,22 @@ pub fn process_liveness(pid: u32, start: Option<u64>) -> Liveness {
     // SAFETY: signal 0 only checks that the process exists.
     if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
         let e = std::io::Error::last_os_error().raw_os_error();
-        return match e {
-            Some(libc::ESRCH) => Liveness::Dead,
-            // EPERM: it exists, but is another user's.
-            _ => Liveness::Unknown,
-        };
+        match e {
+            Some(libc::ESRCH) => return Liveness::Dead,
+            // EPERM: it exists, but is another user's: /proc may still
+            // tell whether it is the holder.
+            Some(libc::EPERM) => {}
+            _ => return Liveness::Unknown,
+        }
     }
-    let (Some(start), Some(offset)) = (start, cached().2.boot_offset_ticks) else {
+    let (Some(start), true) = (start, cached().2.proc_ours) else {
         return Liveness::Unknown;
     };
-    let (state, shown) = match proc_stat(pid) {
+    let (state, seen) = match proc_stat(pid) {
         Ok(found) => found,
-        // Exited since kill() looked: the next judgement proves it.
+        // Hidden, unreadable, or exited since kill() looked (the next
+        // judgement proves that).
         Err(_) => return Liveness::Unknown,
-    };
-    let Some(seen) = i64::try_from(shown)
-        .ok()
-        .and_then(|s| s.checked_sub(offset))
-        .and_then(|s| u64::try_from(s).ok())
-    else {
-        return Liveness::Unknown;
     };
     if seen != start {
         // Another process has that PID now: the holder is gone.
@@ -713,6 +692,18 @@ mod tests {
         assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
         let back = Record::parse(&r.render()).unwrap();
         assert_eq!(back.owner.start, None);
+    }
+
+    #[test]
+    fn start_times_of_another_time_namespace_are_not_compared() {
+        let me = identity();
+        let mut r = mine();
+        // Shown shifted by another boottime offset: not proof of PID reuse.
+        r.owner.timens = Some(me.timens.unwrap_or(0) + 1);
+        r.owner.start = r.owner.start.map(|s| s + 10_000);
+        assert_eq!(judge(Some(&r), &me), Liveness::Unknown);
+        let back = Record::parse(&r.render()).unwrap();
+        assert_eq!(back.owner.timens, r.owner.timens);
     }
 
     #[test]

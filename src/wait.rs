@@ -112,11 +112,11 @@ impl Waiter {
         }
         self.pidfd = None;
         let Ok(fd) = sys::pidfd_open(holder.pid) else {
-            return owner::process_liveness(holder.pid, holder.start);
+            return owner::process_liveness(holder.pid, owner::comparable_start(holder, me));
         };
         // The PID may have been reused between the record and the pidfd:
         // check the start time now that the pidfd pins the process.
-        let live = owner::process_liveness(holder.pid, holder.start);
+        let live = owner::process_liveness(holder.pid, owner::comparable_start(holder, me));
         if live == Liveness::Alive {
             self.pidfd = Some((holder.pid, holder.start, fd));
         }

@@ -73,6 +73,7 @@ impl KernelLock {
         }
         entry.dir.require_ofd_locks()?;
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let mut unlinked = 0;
         let (fd, st) = loop {
             let fd = match sys::openat(entry.dirfd(), &entry.cname, flags, 0o666) {
                 Ok(fd) => fd,
@@ -86,8 +87,13 @@ impl KernelLock {
                 return Err(not_a_file(entry));
             }
             match st.st_nlink {
-                // Broken (unlinked) between our open and fstat: open anew.
-                0 => continue,
+                // Broken (unlinked) between our open and fstat: open anew
+                // (a file system that always says 0 is not one to trust).
+                0 if unlinked < 100 => {
+                    unlinked += 1;
+                    continue;
+                }
+                0 => return Err(entry.err("open (the lock file keeps vanishing)", libc::ESTALE)),
                 1 => break (fd, st),
                 // A name planted beside a file elsewhere: writing our record
                 // would overwrite that file.
