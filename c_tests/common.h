@@ -472,6 +472,24 @@ static inline bool t_wait_child_at(pid_t pid, const char *what,
 }
 
 /* Kill (if still there) and reap a child, without judging its status. */
+/* The state letter of /proc/PID/stat ('S', 'R', 'Z', ...); 0 if gone or
+ * unreadable. */
+static inline char t_proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
 static inline void t_kill_reap(pid_t pid)
 {
     if (pid <= 0)

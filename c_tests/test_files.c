@@ -487,22 +487,6 @@ static void huge_free(int m)
     free(dir);
 }
 
-/* 'S' sleeping, 'R' running, ... ; 0 if gone */
-static char proc_state(pid_t pid)
-{
-    char p[64], buf[512];
-    snprintf(p, sizeof p, "/proc/%ld/stat", (long)pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' ? rp[2] : 0;
-}
 
 static void huge_busy(int m, double v)
 {
@@ -533,7 +517,7 @@ static void huge_busy(int m, double v)
     /* preferably release while the waiter sleeps in its wait (not needed
      * for correctness: a release before it looks is fine too) */
     double until = t_now() + 2.0;
-    while (proc_state(w) == 'R' && t_now() < until)
+    while (t_proc_state(w) == 'R' && t_now() < until)
         t_sleep(0.001);
     CHECK_RC(locker_unlock(h), LOCKING_OK);
     t_wait_child(w, "13: waiter with a huge timeout");

@@ -319,24 +319,6 @@ static void *s2_worker(void *p)
     _exit(0);
 }
 
-/* State letter of /proc/PID/stat, or 0. */
-static char proc_state(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *close_paren = strrchr(buf, ')');
-    if (close_paren == NULL || close_paren[1] == '\0')
-        return 0;
-    return close_paren[2];
-}
 
 static void s2_zombie_leader(int m)
 {
@@ -358,7 +340,7 @@ static void s2_zombie_leader(int m)
     /* poll until the thread-group leader is a zombie */
     double until = t_now() + 20.0;
     char st;
-    while ((st = proc_state(hp)) != 'Z' && t_now() < until)
+    while ((st = t_proc_state(hp)) != 'Z' && t_now() < until)
         t_sleep(0.001);
     CHECK(st == 'Z', "s2: the holder's main thread exited (leader state '%c' "
           "in /proc/%ld/stat), its worker thread holds the lock", st ? st : '?',
