@@ -38,7 +38,14 @@ fn main() {
                 Some((name, value)) if value.starts_with('-') => {
                     format!("#define {name} ({value})\n")
                 }
-                _ => format!("{line}\n"),
+                // C89 has no `//` comments: cbindgen writes them after
+                // `#endif` and the closing brace of `extern "C"`.
+                _ => match line.split_once("  // ").or_else(|| line.split_once(" // ")) {
+                    Some((code, comment)) if !line.trim_start().starts_with('*') => {
+                        format!("{code}  /* {comment} */\n")
+                    }
+                    _ => format!("{line}\n"),
+                },
             }
         })
         .collect();

@@ -27,6 +27,10 @@ STATIC_ASSERT(LOCKING_E_ALREADY_LOCKED == -5);
 STATIC_ASSERT(LOCKING_E_NOT_LOCKED == -6);
 STATIC_ASSERT(LOCKING_E_LOCK_LOST == -7);
 STATIC_ASSERT(LOCKING_E_INTERNAL == -8);
+STATIC_ASSERT(LOCKING_E_UNAVAILABLE == -9);
+STATIC_ASSERT(LOCKING_EXCLUSIVE == 0);
+STATIC_ASSERT(LOCKING_SHARED == 1);
+STATIC_ASSERT(LOCKING_VERSION_MAJOR == 0 && LOCKING_VERSION_MINOR == 2 && LOCKING_VERSION_PATCH == 0);
 
 /* exact prototypes: a mismatch is an incompatible-pointer error (-Werror) */
 static int (*const p_locker_new)(const char *, const char *, const char *,
@@ -42,6 +46,9 @@ static int (*const p_close_locked_fd)(int) = close_locked_fd;
 static const char *(*const p_locking_strerror)(int) = locking_strerror;
 static const char *(*const p_locking_last_error)(void) = locking_last_error;
 static const char *(*const p_locking_version)(void) = locking_version;
+static int (*const p_locker_acquire)(Locker *, int, double) = locker_acquire;
+static int (*const p_locker_fencing_token)(const Locker *, uint64_t *) = locker_fencing_token;
+static int (*const p_locker_holder)(Locker *, char *, size_t) = locker_holder;
 
 int main(void)
 {
@@ -54,7 +61,13 @@ int main(void)
                wait_forever, never_expire);
         bad = 1;
     }
-    if (strcmp(p_locking_version(), "0.1.0") != 0) {
+    if (p_locker_acquire(NULL, LOCKING_EXCLUSIVE, 0.0) != LOCKING_E_INVALID_ARGUMENT ||
+        p_locker_fencing_token(NULL, NULL) != LOCKING_E_INVALID_ARGUMENT ||
+        p_locker_holder(NULL, NULL, 0) != LOCKING_E_INVALID_ARGUMENT) {
+        printf("FAIL: 0.2 entry points accept NULL\n");
+        bad = 1;
+    }
+    if (strcmp(p_locking_version(), "0.2.0") != 0) {
         printf("FAIL: locking_version() = \"%s\"\n", p_locking_version());
         bad = 1;
     }

@@ -50,7 +50,7 @@ int main()
         std::printf("FAIL: locker_new(NULL objname) from C++\n");
         bad = 1;
     }
-    if (std::strcmp(locking_version(), "0.1.0") != 0) {
+    if (std::strcmp(locking_version(), "0.2.0") != 0) {
         std::printf("FAIL: locking_version() = \"%s\"\n", locking_version());
         bad = 1;
     }

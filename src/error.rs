@@ -3,11 +3,14 @@
 
 use std::io;
 
-/// Everything that can go wrong in liblocking.
+/// Everything that can go wrong in liblocking. Messages read like a C
+/// library's: what failed, on what, and why; no type names, no
+/// "(os error N)".
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// `Locker::lock` did not get the lock within its timeout.
-    #[error("LockerFailed: could not lock {name} within {timeout} s")]
+    #[error("could not lock {name} within {timeout} s")]
     LockerFailed {
         /// A printable form of `ns:objname`.
         name: String,
@@ -15,7 +18,7 @@ pub enum Error {
         timeout: f64,
     },
     /// `open_locked` did not get the lock within its timeout.
-    #[error("CannotGetLock: could not lock file {path} within {timeout} s")]
+    #[error("could not lock the file {path} within {timeout} s")]
     CannotGetLock {
         /// The file that was to be opened.
         path: String,
@@ -25,8 +28,17 @@ pub enum Error {
     /// An argument was rejected before anything was touched.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The lock directory holds something this library did not make or
+    /// cannot trust (another method's entry, a symlink, a file with other
+    /// names): reported, never used.
+    #[error("{0}")]
+    Untrusted(String),
+    /// The operation is not possible here (a file system without the locks
+    /// a method needs, a mode a method does not offer).
+    #[error("{0}")]
+    Unsupported(String),
     /// An OS call failed; `source` keeps the OS error.
-    #[error("{call}({path}): {source}")]
+    #[error("{call} {path}: {}", strerror(source))]
     Io {
         /// The system call or operation that failed.
         call: &'static str,
@@ -37,15 +49,24 @@ pub enum Error {
         source: io::Error,
     },
     /// `lock` on a Locker that already holds its lock.
-    #[error("already locked: {0} is held by this Locker (locks are not reentrant)")]
+    #[error("{0} is already held by this Locker (locks are not reentrant)")]
     AlreadyLocked(String),
     /// `unlock`/`check`/`refresh` on a Locker that does not hold its lock,
     /// or `close_locked` on something that did not come from `open_locked`.
-    #[error("not locked: {0}")]
+    #[error("{0} is not held by this Locker")]
     NotLocked(String),
     /// The lock was broken by another party (after `expire`).
-    #[error("lock lost: {0} was broken by another party (its holder judged dead, or the lock older than the breaker's expire)")]
+    #[error("lost the lock {0}: another party broke it (its holder judged dead, or the lock older than that party's expire)")]
     LockLost(String),
+}
+
+/// The OS's text for an I/O error, without Rust's " (os error N)".
+fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 /// Result with [`Error`].
@@ -67,5 +88,28 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// The OS error for `Io`; otherwise an error of the closest kind
+    /// (`TimedOut`, `InvalidInput`, `Unsupported`, ...) carrying the message.
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::Io { source, .. } => {
+                if let Some(n) = source.raw_os_error() {
+                    return io::Error::new(io::Error::from_raw_os_error(n).kind(), e);
+                }
+                source.kind()
+            }
+            Error::LockerFailed { .. } | Error::CannotGetLock { .. } => io::ErrorKind::TimedOut,
+            Error::InvalidArgument(_) => io::ErrorKind::InvalidInput,
+            Error::Untrusted(_) => io::ErrorKind::InvalidData,
+            Error::Unsupported(_) => io::ErrorKind::Unsupported,
+            Error::AlreadyLocked(_) | Error::NotLocked(_) | Error::LockLost(_) => {
+                io::ErrorKind::Other
+            }
+        };
+        io::Error::new(kind, e)
     }
 }

@@ -3,20 +3,23 @@
 //! lock, wait for an event).
 
 use crate::error::{Error, Result};
+use crate::fence::Counter;
 use crate::lockdir::{Entry, LockDir};
 use crate::method::{self, Attempt, Backend, Holder, Stale};
 use crate::name;
-use crate::options::{Expire, Method, Timeout};
+use crate::options::{Expire, Method, Mode, Timeout};
 use crate::owner::{self, Liveness, Record, Stamp};
+use crate::shared::{self, Drain, SharedHold};
 use crate::wait::{Waiter, Woke};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A cooperative lock on `(lockdir, ns, objname)`.
 ///
 /// Every method but `Fake` excludes every other Locker of the same name,
-/// in this thread, other threads and other processes. Dropping a Locker
+/// in this thread, other threads and other processes; shared holders
+/// ([`Mode::Shared`]) exclude only exclusive ones. Dropping a Locker
 /// releases its lock. Locks are not reentrant.
 #[derive(Debug)]
 pub struct Locker {
@@ -31,11 +34,16 @@ pub struct Locker {
     /// (off for open_locked's own choice of directory, which follows the
     /// file, not a path others use).
     watch_dir_path: bool,
+    /// This Locker's descriptor on the lock's fencing counter.
+    counter: Counter,
 }
 
-/// What [`Locker::holder`] found out about the party holding a lock.
+/// What [`Locker::holders`] found out about a party holding a lock.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HolderInfo {
+    /// How it holds the lock.
+    pub mode: Mode,
     /// The holder's owner record, if readable.
     pub record: Option<Record>,
     /// Whether the holder is alive, as judged from here.
@@ -44,11 +52,48 @@ pub struct HolderInfo {
     pub age: Option<Duration>,
 }
 
+impl HolderInfo {
+    /// The holder as `key=value` lines (each ending in a newline): `mode=`,
+    /// the owner record's lines (`method=`, `token=`, `pid=`, `start=`,
+    /// `timens=`, `pidns=`, `boot=`, `machine=`, `host=`, `time=`), then
+    /// `state=alive|dead|unknown` and `age=<seconds>`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("mode={}\n", self.mode.name());
+        if let Some(r) = &self.record {
+            let text = String::from_utf8_lossy(&r.render()).into_owned();
+            for line in text.lines().skip(1) {
+                if line == "end" {
+                    break;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        let state = match self.liveness {
+            Liveness::Alive => "alive",
+            Liveness::Dead => "dead",
+            Liveness::Unknown => "unknown",
+        };
+        out.push_str(&format!("state={state}\n"));
+        match self.age {
+            Some(a) => out.push_str(&format!("age={:.3}\n", a.as_secs_f64())),
+            None => out.push_str("age=-\n"),
+        }
+        out
+    }
+}
+
 #[derive(Debug)]
 struct Held {
+    /// The token of our acquisition of the method's own entry (exclusive),
+    /// or of our shared entry.
     token: String,
     /// The process that acquired it: after fork() the child does not hold it.
     pid: u32,
+    /// Our shared entry, when held shared.
+    shared: Option<SharedHold>,
+    /// The fencing token, once drawn (0: not yet).
+    fence: AtomicU64,
 }
 
 /// How long to wait before looking again at a lock that another party is
@@ -110,22 +155,23 @@ impl Locker {
     /// A Locker for `objname` in namespace `ns` under `lockdir` (created
     /// with its parents if missing). Does not lock.
     ///
-    /// `timeout`: `< 0` waits forever, `0` tries once, `> 0` waits at most
-    /// about that many seconds. `expire`: `<= 0` never breaks a live
-    /// holder's lock; `> 0` lets a waiter break a lock older than that.
+    /// `timeout` ([`Timeout`], a `Duration`, or `Option<Duration>` with
+    /// `None` for forever) is how long [`Locker::lock`] waits; `expire`
+    /// ([`Expire`], a `Duration`, zero or `None` for never) lets this
+    /// Locker's waits break a lock older than that.
     pub fn new(
         objname: &[u8],
         lockdir: &Path,
         ns: &[u8],
-        timeout: f64,
-        expire: f64,
+        timeout: impl Into<Timeout>,
+        expire: impl Into<Expire>,
         method: Method,
     ) -> Result<Locker> {
         if objname.is_empty() {
             return Err(Error::InvalidArgument("objname is empty".into()));
         }
-        let timeout = Timeout::from_secs(timeout)?;
-        let expire = Expire::from_secs(expire)?;
+        let timeout = timeout.into();
+        let expire = expire.into();
         let dir = LockDir::open(lockdir)?;
         Ok(Locker {
             display: name::display_name(ns, objname),
@@ -136,6 +182,7 @@ impl Locker {
             backend: method::backend(method),
             held: None,
             watch_dir_path: true,
+            counter: Counter::default(),
         })
     }
 
@@ -161,6 +208,20 @@ impl Locker {
         self.entry.path()
     }
 
+    /// How this Locker holds its lock (in this process), if it does.
+    pub fn mode(&self) -> Option<Mode> {
+        self.held
+            .as_ref()
+            .filter(|h| h.pid == crate::sys::pid())
+            .map(|h| {
+                if h.shared.is_some() {
+                    Mode::Shared
+                } else {
+                    Mode::Exclusive
+                }
+            })
+    }
+
     /// True while this Locker holds its lock (in this process).
     pub fn is_locked(&self) -> bool {
         self.held
@@ -175,25 +236,187 @@ impl Locker {
             .as_ref()
             .is_some_and(|h| h.pid != crate::sys::pid())
         {
-            self.held = None;
+            if let Some(sh) = self.held.take().and_then(|h| h.shared) {
+                sh.abandon();
+            }
             self.backend.abandon();
         }
     }
 
-    /// Acquires the lock, waiting as the timeout allows.
+    /// Acquires the lock exclusively, waiting as the Locker's timeout
+    /// allows: `acquire(Mode::Exclusive, <the Locker's timeout>)`.
     ///
     /// Errors: `LockerFailed` when the timeout ran out, `AlreadyLocked` when
-    /// this Locker holds it already, `Io`/`InvalidArgument` on failures.
+    /// this Locker holds it already, `Io`/`Untrusted`/`InvalidArgument` on
+    /// failures.
     pub fn lock(&mut self) -> Result<()> {
+        self.acquire(Mode::Exclusive, self.timeout)
+    }
+
+    /// Acquires the lock exclusively and returns a guard that releases it
+    /// when dropped (use [`Guard::unlock`] to see the release's result).
+    pub fn guard(&mut self) -> Result<Guard<'_>> {
+        self.lock()?;
+        Ok(Guard { locker: self })
+    }
+
+    /// Tries once, without waiting: `Ok(false)` when the lock is busy.
+    pub fn try_acquire(&mut self, mode: Mode) -> Result<bool> {
+        match self.acquire(mode, Timeout::TRY) {
+            Ok(()) => Ok(true),
+            Err(Error::LockerFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acquires the lock in `mode`, waiting as `timeout` (this call's, not
+    /// the Locker's) allows.
+    ///
+    /// Errors: `LockerFailed` when the timeout ran out, `AlreadyLocked` when
+    /// this Locker holds it already (in either mode), `Io`/`Untrusted`/
+    /// `InvalidArgument` on failures.
+    pub fn acquire(&mut self, mode: Mode, timeout: impl Into<Timeout>) -> Result<()> {
+        let timeout = timeout.into();
         self.forget_inherited();
         if self.held.is_some() {
             return Err(Error::AlreadyLocked(self.display.clone()));
         }
         // A deadline past what the clock can hold is no deadline at all.
-        let deadline = match self.timeout {
+        let deadline = match timeout {
             Timeout::Forever => None,
             Timeout::After(d) => Instant::now().checked_add(d),
         };
+        loop {
+            let token = self.take_gate(deadline, timeout)?;
+            if self.method == Method::Fake {
+                self.held = Some(Held::new(token, None, 0));
+                return Ok(());
+            }
+            let done = match mode {
+                Mode::Shared => self.enter_shared(&token),
+                _ => self
+                    .drain_readers(&token, deadline, timeout)
+                    .map(|ok| ok.then_some(None)),
+            };
+            match done {
+                Ok(Some(Some((hold, fence)))) => {
+                    self.held = Some(Held::new(hold.token().to_string(), Some(hold), fence));
+                    return Ok(());
+                }
+                Ok(Some(None)) => {
+                    self.held = Some(Held::new(token, None, 0));
+                    return Ok(());
+                }
+                // The gate was broken under us: start over.
+                Ok(None) => {
+                    let _ = self.backend.release(&self.entry, &token);
+                }
+                Err(e) => {
+                    let _ = self.backend.release(&self.entry, &token);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self, timeout: Timeout) -> Error {
+        Error::LockerFailed {
+            name: self.display.clone(),
+            timeout: timeout.as_secs(),
+        }
+    }
+
+    /// A shared locker's steps while it holds the gate: its shared entry,
+    /// its fencing token, the gate re-checked, the gate let go. `Ok(None)`:
+    /// the gate was lost, start over.
+    #[allow(clippy::type_complexity)]
+    fn enter_shared(&mut self, gate: &str) -> Result<Option<Option<(SharedHold, u64)>>> {
+        let stamp = Stamp::new(self.method.name(), next_token());
+        let kernel = self.method == Method::Kernel;
+        let Some(hold) = shared::create(&self.entry, &stamp, kernel)? else {
+            return Ok(None);
+        };
+        let fence = match self.counter.draw(&self.entry) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = hold.release();
+                return Err(e);
+            }
+        };
+        match self.backend.check(&self.entry, gate) {
+            Ok(()) => {}
+            Err(Error::LockLost(_)) => {
+                let _ = hold.release();
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = hold.release();
+                return Err(e);
+            }
+        }
+        match self.backend.release(&self.entry, gate) {
+            // Lost only now: our entry was in place before, so whoever has
+            // the gate now sees it.
+            Ok(()) | Err(Error::LockLost(_)) => Ok(Some(Some((hold, fence)))),
+            Err(e) => {
+                let _ = hold.release();
+                Err(e)
+            }
+        }
+    }
+
+    /// An exclusive locker's step while it holds the gate: waits until no
+    /// live shared holder is left. `Ok(true)`: the lock is ours;
+    /// `Ok(false)`: the gate was lost meanwhile, start over.
+    fn drain_readers(
+        &mut self,
+        gate: &str,
+        deadline: Option<Instant>,
+        timeout: Timeout,
+    ) -> Result<bool> {
+        let kernel = self.method == Method::Kernel;
+        let mut waiter: Option<Waiter> = None;
+        loop {
+            let (holder, expires_at) =
+                match shared::drain(&self.entry, self.method.name(), kernel, self.expire)? {
+                    Drain::Empty => {
+                        return match self.backend.check(&self.entry, gate) {
+                            Ok(()) => Ok(true),
+                            Err(Error::LockLost(_)) => Ok(false),
+                            Err(e) => Err(e),
+                        };
+                    }
+                    Drain::Busy { holder, expires_at } => (holder, expires_at),
+                };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(self.timed_out(timeout));
+            }
+            let Some(w) = waiter.as_mut() else {
+                // Watch the readers directory, then look once more.
+                waiter = shared::watch(&self.entry);
+                if waiter.is_none() {
+                    waiter = Some(Waiter::polling());
+                }
+                continue;
+            };
+            let until = match (deadline, expires_at) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            };
+            w.wait(until, holder.as_ref());
+            // Keep the gate young while we wait, so that nobody's expire
+            // breaks a writer that is only waiting for shared holders.
+            match self.backend.refresh(&self.entry, gate) {
+                Ok(()) => {}
+                Err(Error::LockLost(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes the method's own entry (the gate of docs/PROTOCOL.md, "Shared
+    /// locks"), waiting until `deadline`: returns the acquisition's token.
+    fn take_gate(&mut self, deadline: Option<Instant>, timeout: Timeout) -> Result<String> {
         let mut waiter: Option<Waiter> = None;
         let result = loop {
             let record = Stamp::new(self.method.name(), next_token());
@@ -202,13 +425,7 @@ impl Locker {
                 Err(e) => break Err(e),
             };
             let holder = match attempt {
-                Attempt::Acquired => {
-                    self.held = Some(Held {
-                        token: record.token,
-                        pid: crate::sys::pid(),
-                    });
-                    break Ok(());
-                }
+                Attempt::Acquired => break Ok(record.token),
                 Attempt::Retry => continue,
                 Attempt::Busy(h) => h,
             };
@@ -234,10 +451,7 @@ impl Locker {
                 }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Err(Error::LockerFailed {
-                    name: self.display.clone(),
-                    timeout: self.timeout.as_secs(),
-                });
+                break Err(self.timed_out(timeout));
             }
             let Some(w) = waiter.as_mut() else {
                 // First failure: set up the watch, then try once more so
@@ -293,29 +507,69 @@ impl Locker {
         }
     }
 
-    /// Who holds this Locker's name right now (`None`: nobody), read from
-    /// the owner record without trying to lock. For introspection (e.g.
-    /// `lockrun --check`); the answer may be out of date at once.
-    pub fn holder(&self) -> Result<Option<HolderInfo>> {
-        let Some(h) = self.backend.peek(&self.entry)? else {
-            return Ok(None);
-        };
-        let liveness = owner::judge(h.record.as_ref(), &owner::identity());
-        let age = h
-            .mtime
-            .and_then(|m| SystemTime::now().duration_since(m).ok());
-        Ok(Some(HolderInfo {
-            record: h.record,
-            liveness,
-            age,
-        }))
+    /// Who holds this Locker's name right now (empty: nobody): the
+    /// exclusive holder, or every shared holder, read from their owner
+    /// records without trying to lock. For introspection (`locker_holder`,
+    /// `lockrun --check`); the answer may be out of date at once. (A writer
+    /// that holds the gate and waits for shared holders to leave is listed
+    /// as the exclusive holder already.)
+    pub fn holders(&self) -> Result<Vec<HolderInfo>> {
+        let me = owner::identity();
+        let mut out = Vec::new();
+        if let Some(h) = self.backend.peek(&self.entry)? {
+            out.push(HolderInfo {
+                mode: Mode::Exclusive,
+                liveness: owner::judge(h.record.as_ref(), &me),
+                age: shared::age(h.mtime),
+                record: h.record,
+            });
+        }
+        if self.method != Method::Fake {
+            for r in shared::readers(&self.entry, self.method == Method::Kernel)? {
+                out.push(HolderInfo {
+                    mode: Mode::Shared,
+                    liveness: r.liveness,
+                    age: shared::age(r.mtime),
+                    record: r.record,
+                });
+            }
+        }
+        Ok(out)
     }
 
-    fn held_token(&mut self) -> Result<String> {
-        self.forget_inherited();
+    /// The first of [`Locker::holders`], if any.
+    pub fn holder(&self) -> Result<Option<HolderInfo>> {
+        Ok(self.holders()?.into_iter().next())
+    }
+
+    fn held_here(&self) -> Result<&Held> {
         match &self.held {
-            Some(h) => Ok(h.token.clone()),
-            None => Err(Error::NotLocked(self.display.clone())),
+            Some(h) if h.pid == crate::sys::pid() => Ok(h),
+            _ => Err(Error::NotLocked(self.display.clone())),
+        }
+    }
+
+    /// The fencing token of the current acquisition (either mode): greater
+    /// than the token of every acquisition of this lock granted before it,
+    /// in any process (docs/PROTOCOL.md, "Fencing tokens"). Drawn on first
+    /// request and then kept; `LockLost` if the lock was broken before it
+    /// could be drawn, `NotLocked` if not held.
+    pub fn fencing_token(&self) -> Result<u64> {
+        let h = self.held_here()?;
+        let t = h.fence.load(Ordering::Acquire);
+        if t != 0 {
+            return Ok(t);
+        }
+        let t = self.counter.draw(&self.entry)?;
+        // Drawn while held, or not at all: a holder broken before it drew
+        // learns it here instead of getting a number above the breaker's.
+        self.check()?;
+        match h
+            .fence
+            .compare_exchange(0, t, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(t),
+            Err(other) => Ok(other),
         }
     }
 
@@ -325,9 +579,13 @@ impl Locker {
     /// after fork()), `LockLost` when another party broke it (the lock is
     /// then no longer held, and the new holder is left alone).
     pub fn unlock(&mut self) -> Result<()> {
-        self.held_token()?;
+        self.forget_inherited();
+        self.held_here()?;
         let held = self.held.take().expect("held");
-        let released = self.backend.release(&self.entry, &held.token);
+        let released = match &held.shared {
+            Some(sh) => sh.release(),
+            None => self.backend.release(&self.entry, &held.token),
+        };
         if self.dir_replaced() {
             // Whatever was left in the old directory is gone with it; others
             // lock in the directory now at the path.
@@ -358,26 +616,41 @@ impl Locker {
     /// broken, or its lock directory is no longer the one at its path;
     /// `NotLocked` if it does not hold it.
     pub fn check(&self) -> Result<()> {
-        match &self.held {
-            Some(h) if h.pid == crate::sys::pid() => {
-                self.backend.check(&self.entry, &h.token)?;
-                if self.dir_replaced() {
-                    return Err(self.lost_dir());
-                }
-                Ok(())
-            }
-            _ => Err(Error::NotLocked(self.display.clone())),
+        let h = self.held_here()?;
+        match &h.shared {
+            Some(sh) => sh.check()?,
+            None => self.backend.check(&self.entry, &h.token)?,
         }
+        if self.dir_replaced() {
+            return Err(self.lost_dir());
+        }
+        Ok(())
     }
 
     /// Renews the lock's age so that a long-running holder is not expired.
     /// `LockLost` if it was broken already.
     pub fn refresh(&mut self) -> Result<()> {
-        let token = self.held_token()?;
+        self.forget_inherited();
+        self.held_here()?;
         if self.dir_replaced() {
             return Err(self.lost_dir());
         }
-        self.backend.refresh(&self.entry, &token)
+        let h = self.held.as_mut().expect("held");
+        match &mut h.shared {
+            Some(sh) => sh.refresh(),
+            None => self.backend.refresh(&self.entry, &h.token),
+        }
+    }
+}
+
+impl Held {
+    fn new(token: String, shared: Option<SharedHold>, fence: u64) -> Held {
+        Held {
+            token,
+            pid: crate::sys::pid(),
+            shared,
+            fence: AtomicU64::new(fence),
+        }
     }
 }
 
@@ -385,7 +658,49 @@ impl Drop for Locker {
     fn drop(&mut self) {
         self.forget_inherited();
         if let Some(h) = self.held.take() {
-            let _ = self.backend.release(&self.entry, &h.token);
+            match &h.shared {
+                Some(sh) => {
+                    let _ = sh.release();
+                }
+                None => {
+                    let _ = self.backend.release(&self.entry, &h.token);
+                }
+            }
         }
+    }
+}
+
+/// An exclusive hold that ends when dropped (from [`Locker::guard`]).
+#[derive(Debug)]
+pub struct Guard<'a> {
+    locker: &'a mut Locker,
+}
+
+impl Guard<'_> {
+    /// The fencing token of this hold.
+    pub fn fencing_token(&self) -> Result<u64> {
+        self.locker.fencing_token()
+    }
+
+    /// `Ok` while the lock is still held (see [`Locker::check`]).
+    pub fn check(&self) -> Result<()> {
+        self.locker.check()
+    }
+
+    /// Renews the lock's age (see [`Locker::refresh`]).
+    pub fn refresh(&mut self) -> Result<()> {
+        self.locker.refresh()
+    }
+
+    /// Releases now, reporting what the release found (`LockLost`, ...).
+    pub fn unlock(self) -> Result<()> {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        me.locker.unlock()
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.locker.unlock();
     }
 }

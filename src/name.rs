@@ -57,16 +57,22 @@ pub fn entry_name(ns: &[u8], objname: &[u8]) -> String {
     h
 }
 
-/// A printable form of `ns:objname` for messages, cut to a sane length.
+/// A printable form of the name for messages: `"objname"`, or
+/// `"objname" in namespace "ns"`, each part cut to a sane length.
 pub fn display_name(ns: &[u8], objname: &[u8]) -> String {
-    let mut s = String::from_utf8_lossy(ns).into_owned();
-    s.push(':');
-    s.push_str(&String::from_utf8_lossy(objname));
-    if s.chars().count() > 120 {
-        let cut: String = s.chars().take(100).collect();
-        return format!("{cut}... ({} bytes)", ns.len() + objname.len() + 1);
+    fn part(b: &[u8]) -> String {
+        let s = String::from_utf8_lossy(b);
+        if s.chars().count() > 80 {
+            let cut: String = s.chars().take(64).collect();
+            return format!("\"{cut}...\" ({} bytes)", b.len());
+        }
+        format!("\"{}\"", s.escape_debug())
     }
-    s
+    if ns.is_empty() {
+        part(objname)
+    } else {
+        format!("{} in namespace {}", part(objname), part(ns))
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::locker::Locker;
-use crate::options::{Method, Timeout};
+use crate::options::{Expire, Method, Timeout};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -135,18 +135,17 @@ fn still_at_path(file: &File, path: &Path) -> Result<bool> {
 /// cannot be opened, `InvalidArgument` for bad options.
 pub fn open_locked(
     path: &Path,
-    timeout: f64,
+    timeout: impl Into<Timeout>,
     lockdir: Option<&Path>,
-    expire: f64,
+    expire: impl Into<Expire>,
     method: Method,
 ) -> Result<LockedFile> {
+    let timeout: Timeout = timeout.into();
+    let expire: Expire = expire.into();
     if path.as_os_str().is_empty() {
         return Err(Error::InvalidArgument("filename is empty".into()));
     }
-    if expire.is_nan() {
-        return Err(Error::InvalidArgument("expire is NaN".into()));
-    }
-    let deadline = match Timeout::from_secs(timeout)? {
+    let deadline = match timeout {
         Timeout::Forever => None,
         Timeout::After(d) => Instant::now().checked_add(d),
     };
@@ -164,8 +163,8 @@ pub fn open_locked(
         let dir = lockdir.map_or(dir, Path::to_path_buf);
         // What is left of the caller's timeout (the first round gets it
         // whole; a later round, after the file was replaced, the rest).
-        let left = deadline.map_or(-1.0, |d| {
-            d.saturating_duration_since(Instant::now()).as_secs_f64()
+        let left = deadline.map_or(Timeout::Forever, |d| {
+            Timeout::After(d.saturating_duration_since(Instant::now()))
         });
         let mut locker = Locker::new(&objname, &dir, b"", left, expire, method)?;
         if lockdir.is_none() {
@@ -176,7 +175,7 @@ pub fn open_locked(
             Err(Error::LockerFailed { .. }) => {
                 return Err(Error::CannotGetLock {
                     path: path.display().to_string(),
-                    timeout: Timeout::from_secs(timeout)?.as_secs(),
+                    timeout: timeout.as_secs(),
                 })
             }
             Err(e) => return Err(e),
@@ -187,10 +186,10 @@ pub fn open_locked(
         // The file was deleted or replaced while we waited: the lock we
         // hold is for a file nobody reaches by `path` any more.
         drop(locker);
-        if deadline.is_some_and(|d| Instant::now() >= d) && timeout > 0.0 {
+        if deadline.is_some_and(|d| Instant::now() >= d) && timeout != Timeout::TRY {
             return Err(Error::CannotGetLock {
                 path: path.display().to_string(),
-                timeout,
+                timeout: timeout.as_secs(),
             });
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// How a lock is represented in the lock directory. See docs/PROTOCOL.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Method {
     /// A directory made with mkdir(2) (prepared privately, then renamed into place).
     Mkdir,
@@ -17,27 +18,6 @@ pub enum Method {
 }
 
 impl Method {
-    /// The stable integer of the C API.
-    pub fn to_int(self) -> i32 {
-        match self {
-            Method::Mkdir => 0,
-            Method::OpenCreate => 1,
-            Method::Fake => 2,
-            Method::Kernel => 3,
-        }
-    }
-
-    /// The method for a C API integer; `None` for an unknown value.
-    pub fn from_int(v: i32) -> Option<Method> {
-        match v {
-            0 => Some(Method::Mkdir),
-            1 => Some(Method::OpenCreate),
-            2 => Some(Method::Fake),
-            3 => Some(Method::Kernel),
-            _ => None,
-        }
-    }
-
     /// The method's name as written in owner records and messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -61,6 +41,28 @@ impl Method {
     }
 }
 
+/// How a lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One holder at a time.
+    Exclusive,
+    /// Any number of shared holders at once, and no exclusive one. A
+    /// waiting exclusive locker is not starved: shared lockers that come
+    /// after it wait behind it.
+    Shared,
+}
+
+impl Mode {
+    /// `"exclusive"` or `"shared"`, as in `locker_holder`'s text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
 /// How long `lock` waits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Timeout {
@@ -71,9 +73,12 @@ pub enum Timeout {
 }
 
 impl Timeout {
-    /// Validates seconds as given through the API: NaN is rejected, a
-    /// negative value means forever, and values too large for a `Duration`
-    /// (including +inf) also mean forever.
+    /// Try once, never wait.
+    pub const TRY: Timeout = Timeout::After(Duration::ZERO);
+
+    /// Seconds as C, Python and the command line give them: NaN is
+    /// rejected, a negative value means forever, and values too large for
+    /// a `Duration` (including +inf) also mean forever.
     pub fn from_secs(secs: f64) -> Result<Timeout> {
         if secs.is_nan() {
             return Err(Error::InvalidArgument("timeout is NaN".into()));
@@ -105,8 +110,9 @@ pub enum Expire {
 }
 
 impl Expire {
-    /// Validates seconds as given through the API: NaN is rejected, `<= 0`
-    /// means never, values too large for a `Duration` also mean never.
+    /// Seconds as C, Python and the command line give them: NaN is
+    /// rejected, `<= 0` means never, values too large for a `Duration` also
+    /// mean never.
     pub fn from_secs(secs: f64) -> Result<Expire> {
         if secs.is_nan() {
             return Err(Error::InvalidArgument("expire is NaN".into()));
@@ -120,20 +126,53 @@ impl Expire {
     }
 }
 
+impl From<Duration> for Timeout {
+    /// Wait at most this long (zero: try once).
+    fn from(d: Duration) -> Timeout {
+        Timeout::After(d)
+    }
+}
+
+impl From<Option<Duration>> for Timeout {
+    /// `None` waits forever.
+    fn from(d: Option<Duration>) -> Timeout {
+        d.map_or(Timeout::Forever, Timeout::After)
+    }
+}
+
+impl From<Duration> for Expire {
+    /// Break locks older than this (zero: never).
+    fn from(d: Duration) -> Expire {
+        if d.is_zero() {
+            Expire::Never
+        } else {
+            Expire::After(d)
+        }
+    }
+}
+
+impl From<Option<Duration>> for Expire {
+    /// `None` never breaks a live holder's lock.
+    fn from(d: Option<Duration>) -> Expire {
+        d.map_or(Expire::Never, Expire::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn method_ints_round_trip_and_reject_unknown() {
-        for v in 0..4 {
-            let m = Method::from_int(v).unwrap();
-            assert_eq!(m.to_int(), v);
+    fn method_names_round_trip() {
+        for m in [
+            Method::Mkdir,
+            Method::OpenCreate,
+            Method::Fake,
+            Method::Kernel,
+        ] {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }
-        for v in [-1, 4, 99, i32::MIN, i32::MAX] {
-            assert_eq!(Method::from_int(v), None);
-        }
+        assert_eq!(Method::from_name("nope"), None);
     }
 
     #[test]

@@ -460,3 +460,43 @@ pub fn pid() -> u32 {
     PID.store(p, Ordering::Relaxed);
     p
 }
+
+/// Appends one byte to `fd` (opened `O_APPEND`) and returns the file offset
+/// after it: the file's new size at the moment of this very write (the
+/// kernel decides where an append goes and moves the description's offset
+/// in one step, under the inode's lock).
+pub fn append_byte(fd: RawFd) -> SysResult<u64> {
+    let b = [b'\n'];
+    loop {
+        // SAFETY: `b` is a readable one-byte buffer.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(if n < 0 { errno() } else { libc::EIO });
+    }
+    // SAFETY: lseek on any descriptor is safe.
+    let off = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    if off < 0 {
+        return Err(errno());
+    }
+    Ok(off as u64)
+}
+
+/// Frees the blocks of `[0, len)` keeping the size (best effort: an error
+/// only means the file keeps its blocks).
+pub fn punch_hole(fd: RawFd, len: i64) -> SysResult<()> {
+    // SAFETY: fallocate on any descriptor is safe.
+    cvt(unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            len,
+        )
+    })
+    .map(drop)
+}

@@ -74,6 +74,31 @@ pub enum Woke {
 }
 
 impl Waiter {
+    /// Starts watching the directory open at `dirfd` for `mask` events on
+    /// any name in it (`None` if it cannot be watched).
+    pub fn on_dir(dirfd: std::os::fd::RawFd, mask: u32) -> Option<Waiter> {
+        let fd = pooled_instance()?;
+        let inotify = Inotify::watch_dir(fd, dirfd, mask)
+            .map_err(return_instance)
+            .ok()?;
+        Some(Waiter {
+            inotify: Some(inotify),
+            name: Vec::new(),
+            pidfd: None,
+            backoff: Duration::from_millis(1),
+        })
+    }
+
+    /// A wait with nothing to watch: polls with a growing interval.
+    pub fn polling() -> Waiter {
+        Waiter {
+            inotify: None,
+            name: Vec::new(),
+            pidfd: None,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
     /// Starts watching `entry` for `mask` events.
     pub fn new(entry: &Entry, mask: u32) -> Waiter {
         let inotify = pooled_instance().and_then(|fd| {
@@ -171,7 +196,7 @@ impl Waiter {
                 && self
                     .inotify
                     .as_ref()
-                    .is_some_and(|i| i.drain_matches(&self.name))
+                    .is_some_and(|i| i.drain_matches(&self.name) || self.name.is_empty())
             {
                 return Woke::Retry;
             }

@@ -25,13 +25,14 @@
 //! The hook is process-wide and tests of one binary run on parallel
 //! threads, so everything runs inside one #[test], method after method.
 
-use locking::{Error, Locker, Method};
+use locking::{Error, Expire, Locker, Method, Timeout};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// How many times the before-break hook ran.
 static HOOK_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -153,10 +154,19 @@ fn round(dir: &Path, method: Method, refresh_in_hook: bool) -> Vec<String> {
             "control"
         }
     ));
-    let mut a = Locker::new(b"obj", &lockdir, b"ns", 0.0, 0.0, method).expect("Locker A");
+    let mut a = Locker::new(b"obj", &lockdir, b"ns", Timeout::TRY, Expire::Never, method)
+        .expect("Locker A");
     a.lock().expect("A locks a free lock");
     back_date(&age_file(&a, method));
-    let mut b = Locker::new(b"obj", &lockdir, b"ns", 0.0, 1.0, method).expect("Locker B");
+    let mut b = Locker::new(
+        b"obj",
+        &lockdir,
+        b"ns",
+        Timeout::TRY,
+        Duration::from_secs(1),
+        method,
+    )
+    .expect("Locker B");
 
     REFRESH_RESULTS.lock().unwrap().clear();
     let runs_before = HOOK_RUNS.load(Ordering::SeqCst);

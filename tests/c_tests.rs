@@ -301,6 +301,48 @@ fn header_compiles_as_c99() {
     run_program(&exe, &work);
 }
 
+/// The header alone compiles in every C standard from C89 on (pedantic:
+/// no `//` comments, no C99-only constructs) and in C++98 on.
+#[test]
+fn header_compiles_in_every_standard() {
+    let work = scratch("header_stds");
+    let src = work.join("only_header.c");
+    fs::write(
+        &src,
+        "#include \"locking.h\"\nint main(void) { return LOCKING_OK + LOCKING_SHARED - LOCKING_VERSION_MINOR + 1; }\n",
+    )
+    .unwrap();
+    for (cc, std, lang) in [
+        ("cc", "c89", "c"),
+        ("cc", "c99", "c"),
+        ("cc", "c11", "c"),
+        ("cc", "c17", "c"),
+        ("cc", "c2x", "c"),
+        ("c++", "c++98", "c++"),
+        ("c++", "c++11", "c++"),
+        ("c++", "c++17", "c++"),
+        ("c++", "c++20", "c++"),
+    ] {
+        let obj = work.join(format!("only_header_{std}.o"));
+        let args: Vec<OsString> = vec![
+            os("-x"),
+            os(lang),
+            os(&format!("-std={std}")),
+            os("-Wall"),
+            os("-Wextra"),
+            os("-Werror"),
+            os("-pedantic"),
+            os("-I"),
+            include_dir().into(),
+            os("-c"),
+            os("-o"),
+            obj.into(),
+            src.clone().into(),
+        ];
+        compile(cc, &args);
+    }
+}
+
 /// The header works from C++ (extern "C", no C-only constructs).
 #[test]
 fn header_compiles_as_cxx11() {

@@ -1,7 +1,7 @@
 //! Integration tests of the safe core: exclusion, timeouts, expire, dead
 //! holders, lost locks and fork(), for every real method.
 
-use locking::{Error, Locker, Method};
+use locking::{Error, Expire, Locker, Method, Timeout};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -22,7 +22,15 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 fn locker(dir: &Path, name: &str, timeout: f64, expire: f64, m: Method) -> Locker {
-    Locker::new(name.as_bytes(), dir, b"t", timeout, expire, m).unwrap()
+    Locker::new(
+        name.as_bytes(),
+        dir,
+        b"t",
+        Timeout::from_secs(timeout).unwrap(),
+        Expire::from_secs(expire).unwrap(),
+        m,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -61,9 +69,9 @@ fn namespaces_and_odd_names_are_distinct_locks() {
         let mut held = Vec::new();
         for ns in [&b"a"[..], b"b"] {
             for n in names {
-                let mut l = Locker::new(n, &d, ns, 0.0, 0.0, m).unwrap();
+                let mut l = Locker::new(n, &d, ns, Timeout::TRY, Expire::Never, m).unwrap();
                 l.lock().unwrap();
-                let mut same = Locker::new(n, &d, ns, 0.0, 0.0, m).unwrap();
+                let mut same = Locker::new(n, &d, ns, Timeout::TRY, Expire::Never, m).unwrap();
                 assert!(same.lock().is_err(), "{m:?} {n:?}");
                 held.push(l);
             }
@@ -257,21 +265,21 @@ fn child_freeing_an_inherited_lock_does_not_release_it() {
 fn bad_arguments_are_rejected() {
     let d = tempdir("bad");
     assert!(matches!(
-        Locker::new(b"", &d, b"", 0.0, 0.0, Method::Mkdir),
+        Locker::new(b"", &d, b"", Timeout::TRY, Expire::Never, Method::Mkdir),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        Locker::new(b"x", &d, b"", f64::NAN, 0.0, Method::Mkdir),
+        Timeout::from_secs(f64::NAN),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        Locker::new(b"x", &d, b"", 0.0, f64::NAN, Method::Mkdir),
+        Expire::from_secs(f64::NAN),
         Err(Error::InvalidArgument(_))
     ));
     std::fs::create_dir_all(&d).unwrap();
     let file = d.join("plain");
     std::fs::write(&file, b"x").unwrap();
-    let e = Locker::new(b"x", &file, b"", 0.0, 0.0, Method::Mkdir).unwrap_err();
+    let e = Locker::new(b"x", &file, b"", Timeout::TRY, Expire::Never, Method::Mkdir).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
 }
 
@@ -302,13 +310,13 @@ fn open_locked_same_file_through_other_paths() {
         let d = tempdir("open");
         std::fs::create_dir_all(d.join("sub")).unwrap();
         std::os::unix::fs::symlink(&d, d.join("link")).unwrap();
-        let f1 = locking::open_locked(&d.join("f"), 0.0, None, 0.0, m).unwrap();
+        let f1 = locking::open_locked(&d.join("f"), Timeout::TRY, None, Expire::Never, m).unwrap();
         for p in [d.join("sub/../f"), d.join("link/f")] {
-            let r = locking::open_locked(&p, 0.0, None, 0.0, m);
+            let r = locking::open_locked(&p, Timeout::TRY, None, Expire::Never, m);
             assert!(matches!(r, Err(Error::CannotGetLock { .. })), "{m:?} {p:?}");
         }
         f1.close().unwrap();
-        locking::open_locked(&d.join("link/f"), 0.0, None, 0.0, m).unwrap();
+        locking::open_locked(&d.join("link/f"), Timeout::TRY, None, Expire::Never, m).unwrap();
     }
 }
 

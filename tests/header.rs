@@ -35,6 +35,12 @@ fn header_has_the_contract_names_and_values() {
         ("LOCKING_E_NOT_LOCKED", "(-6)"),
         ("LOCKING_E_LOCK_LOST", "(-7)"),
         ("LOCKING_E_INTERNAL", "(-8)"),
+        ("LOCKING_E_UNAVAILABLE", "(-9)"),
+        ("LOCKING_EXCLUSIVE", "0"),
+        ("LOCKING_SHARED", "1"),
+        ("LOCKING_VERSION_MAJOR", "0"),
+        ("LOCKING_VERSION_MINOR", "2"),
+        ("LOCKING_VERSION_PATCH", "0"),
         ("LOCKING_WAIT_FOREVER", "(-1.0)"),
         ("LOCKING_NEVER_EXPIRE", "0.0"),
     ] {
@@ -54,6 +60,9 @@ fn header_has_the_contract_names_and_values() {
         "const char *locking_strerror(int code);",
         "const char *locking_last_error(void);",
         "const char *locking_version(void);",
+        "int locker_acquire(Locker *locker, int mode, double timeout);",
+        "int locker_fencing_token(const Locker *locker, uint64_t *out);",
+        "int locker_holder(Locker *locker, char *buf, size_t size);",
         "#ifndef LOCKING_H",
         "extern \"C\" {",
     ] {
@@ -98,20 +107,34 @@ fn shared_library_exports_only_the_api_and_has_a_soname() {
         .collect();
     exported.sort();
     exported.dedup();
-    assert_eq!(
-        exported,
-        [
-            "close_locked_fd",
-            "locker_check",
-            "locker_free",
-            "locker_lock",
-            "locker_new",
-            "locker_refresh",
-            "locker_unlock",
-            "locking_last_error",
-            "locking_strerror",
-            "locking_version",
-            "open_locked_fd",
-        ]
-    );
+    // locking.map is the one list of exports; the library, the header and
+    // the version nodes are checked against it.
+    let map = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/locking.map")).unwrap();
+    let mut listed: Vec<(String, String)> = Vec::new();
+    let mut node = String::new();
+    for line in map.lines().map(str::trim) {
+        if let Some(n) = line.strip_suffix(" {") {
+            node = n.to_string();
+        } else if let Some(sym) = line.strip_suffix(';') {
+            if !sym.contains(':') && !sym.contains('*') && !sym.starts_with('}') {
+                listed.push((sym.to_string(), node.clone()));
+            }
+        }
+    }
+    let mut names: Vec<&str> = listed.iter().map(|(s, _)| s.as_str()).collect();
+    names.sort();
+    assert_eq!(exported, names, "exports differ from locking.map");
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/locking.h")).unwrap();
+    for (sym, node) in &listed {
+        assert!(
+            text.lines()
+                .any(|l| l.ends_with(&format!(" {sym}@@{node}"))),
+            "{sym} does not carry the version {node}:\n{text}"
+        );
+        assert!(
+            header.contains(&format!(" {sym}(")) || header.contains(&format!("*{sym}(")),
+            "{sym} is not declared in the header"
+        );
+    }
 }

@@ -21,7 +21,7 @@
 //! itself dies (SIGKILL), the command is killed too (`PR_SET_PDEATHSIG`), so
 //! it never goes on running unlocked.
 
-use locking::{Error, HolderInfo, Liveness, Locker, Method};
+use locking::{Error, Expire, HolderInfo, Liveness, Locker, Method, Timeout};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -139,10 +139,27 @@ fn seconds(opt: &str, v: &OsStr) -> Result<f64, Exit> {
     Ok(x)
 }
 
+fn secs_timeout(s: f64) -> Result<Timeout, Exit> {
+    Timeout::from_secs(s).map_err(|e| lock_failure(&e))
+}
+
+fn secs_expire(s: f64) -> Result<Expire, Exit> {
+    Expire::from_secs(s).map_err(|e| lock_failure(&e))
+}
+
 fn method(v: &OsStr) -> Result<Method, Exit> {
     let s = v.to_str().unwrap_or("");
     Method::from_name(s)
-        .or_else(|| s.parse::<i32>().ok().and_then(Method::from_int))
+        .or_else(|| {
+            // The C API's numbers, as 0.1 accepted them.
+            let by_int = [
+                Method::Mkdir,
+                Method::OpenCreate,
+                Method::Fake,
+                Method::Kernel,
+            ];
+            s.parse::<usize>().ok().and_then(|i| by_int.get(i).copied())
+        })
         .ok_or_else(|| {
             Exit::usage(format!(
                 "--method: unknown method '{}' (kernel, mkdir, opencreate or fake)",
@@ -335,8 +352,15 @@ fn check(o: &Opts, dir: &Path) -> Result<i32, Exit> {
         println!("{what}: free");
         return Ok(EX_OK);
     }
-    let locker =
-        Locker::new(&o.name, dir, &o.ns, 0.0, o.expire, o.method).map_err(|e| lock_failure(&e))?;
+    let locker = Locker::new(
+        &o.name,
+        dir,
+        &o.ns,
+        Timeout::TRY,
+        secs_expire(o.expire)?,
+        o.method,
+    )
+    .map_err(|e| lock_failure(&e))?;
     match locker.holder() {
         Ok(None) => {
             println!("{what}: free");
@@ -562,8 +586,15 @@ fn run(o: &Opts) -> Result<i32, Exit> {
     if o.check {
         return check(o, &dir);
     }
-    let mut locker = Locker::new(&o.name, &dir, &o.ns, o.timeout, o.expire, o.method)
-        .map_err(|e| lock_failure(&e))?;
+    let mut locker = Locker::new(
+        &o.name,
+        &dir,
+        &o.ns,
+        secs_timeout(o.timeout)?,
+        secs_expire(o.expire)?,
+        o.method,
+    )
+    .map_err(|e| lock_failure(&e))?;
     match locker.lock() {
         Ok(()) => {}
         Err(Error::LockerFailed { timeout, .. }) => {
