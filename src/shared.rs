@@ -207,15 +207,18 @@ pub enum Drain {
 
 fn judge_file(fd: RawFd, kernel: bool) -> (Option<Record>, Liveness) {
     let record = read_record(fd);
-    let liveness = if kernel {
-        // The holder keeps a write lock on its entry while it lives.
-        match sys::ofd_conflict(fd, LockKind::Write, 0, 1) {
-            Ok(false) => Liveness::Dead,
-            Ok(true) => Liveness::Alive,
-            Err(_) => Liveness::Unknown,
-        }
-    } else {
-        owner::judge(record.as_ref(), &owner::identity())
+    let by_record = owner::judge(record.as_ref(), &owner::identity());
+    if !kernel || by_record == Liveness::Dead {
+        return (record, by_record);
+    }
+    // The kernel method: the holder keeps a write lock on its entry while
+    // its lock is held; no lock means it is gone (a child that inherited
+    // the descriptor keeps the lock, but then the record shows the holder
+    // itself dead).
+    let liveness = match sys::ofd_conflict(fd, LockKind::Write, 0, 1) {
+        Ok(false) => Liveness::Dead,
+        Ok(true) => by_record,
+        Err(_) => by_record,
     };
     (record, liveness)
 }
@@ -270,7 +273,7 @@ fn scan(
 /// lockers that died while creating theirs, and says whether any live one
 /// remains. With none left, the readers directory is removed too.
 pub fn drain(entry: &Entry, method: &str, kernel: bool, expire: Expire) -> Result<Drain> {
-    loop {
+    for _ in 0..1000 {
         let mut holder = None;
         let mut expires_at: Option<Instant> = None;
         let mut live = 0usize;
@@ -333,6 +336,10 @@ pub fn drain(entry: &Entry, method: &str, kernel: bool, expire: Expire) -> Resul
             Err(e) => return Err(Error::os("rmdir", entry.path_of(&dir_name(entry)), e)),
         }
     }
+    Err(Error::Untrusted(format!(
+        "{} keeps entries that cannot be removed",
+        entry.path_of(&dir_name(entry))
+    )))
 }
 
 /// A wait for shared holders to leave: inotify on the readers directory
