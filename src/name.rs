@@ -1,7 +1,7 @@
 //! Name encoding: every `(ns, objname)` pair of byte strings maps to one lock
 //! entry name in the lock directory, and distinct pairs to distinct names.
 //!
-//! Layout (documented in the README so other implementations can cooperate):
+//! Layout (specified in docs/FORMAT.md so other implementations can cooperate):
 //!
 //! * short form `l-<enc(ns)>=<enc(objname)>`, where `enc` keeps ASCII
 //!   letters, digits, `-`, `_` and `.`, and writes every other byte as `%XX`

@@ -254,7 +254,7 @@ def strerror(code):
 
 
 def version():
-    """The library version, e.g. ``"0.1.0"``."""
+    """The library version, e.g. ``"0.2.0"``."""
     return _version().decode("ascii", "replace")
 
 
