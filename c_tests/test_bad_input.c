@@ -14,7 +14,7 @@
  *   - huge and infinite timeouts / expires are accepted and behave (no
  *     overflow: infinity waits forever / never expires);
  *   - locking_last_error: "" in a fresh thread, non-empty after a failure,
- *     per thread; locking_version() is "0.1.0".
+ *     per thread; locking_version() is "0.2.0".
  * Every failing call must leave a non-empty locking_last_error().
  */
 #include "common.h"
@@ -356,7 +356,7 @@ static void last_error_per_thread(const char *dir)
 static void version(void)
 {
     const char *v = locking_version();
-    CHECK(v != NULL && strcmp(v, "0.1.0") == 0, "locking_version() = \"%s\"",
+    CHECK(v != NULL && strcmp(v, "0.2.0") == 0, "locking_version() = \"%s\"",
           v ? v : "(NULL)");
 }
 

@@ -88,6 +88,7 @@ pub fn create(entry: &Entry, stamp: &Stamp, kernel: bool) -> Result<Option<Share
         return Ok(None);
     };
     let dfd = dir.as_raw_fd();
+    refuse_other_method(entry, dfd, stamp.method)?;
     let tmp = sys::cname(&format!("~r.{}", stamp.token));
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
     let file = match sys::openat(dfd, &tmp, flags, 0o666) {
@@ -128,6 +129,32 @@ pub fn create(entry: &Entry, stamp: &Stamp, kernel: bool) -> Result<Option<Share
         gen: 0,
         path,
     }))
+}
+
+/// Every shared holder checked, when it joined, that the others use its
+/// method (all under the gate): so one entry tells the method of all.
+fn refuse_other_method(entry: &Entry, dfd: RawFd, method: &str) -> Result<()> {
+    let names =
+        sys::list_dir(dfd).map_err(|e| Error::os("readdir", entry.path_of(&dir_name(entry)), e))?;
+    for name in names.iter().filter(|n| parse_name(n).is_some()) {
+        let Ok(cname) = CString::new(name.clone()) else {
+            continue;
+        };
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let Ok(fd) = sys::openat(dfd, &cname, flags, 0) else {
+            continue; // gone meanwhile: look at the next one
+        };
+        return match read_record(fd.as_raw_fd()) {
+            Some(r) if r.method != method => Err(Error::Untrusted(format!(
+                "{} is held shared with method {}, this Locker uses {}: all parties must use the same method",
+                entry.path(),
+                r.method,
+                method
+            ))),
+            _ => Ok(()),
+        };
+    }
+    Ok(())
 }
 
 impl SharedHold {
