@@ -44,7 +44,7 @@ LIBS_PRIVATE := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 REL := $(CARGO_TARGET_DIR)/release
 ARTIFACTS := $(REL)/liblocking.so $(REL)/liblocking.a $(REL)/lockrun
 SOURCES := Cargo.toml $(wildcard Cargo.lock) build.rs cbindgen.toml locking.map \
-	$(shell find src -name '*.rs')
+	$(shell find src core/src -name '*.rs') core/Cargo.toml
 
 # Paths under $(PREFIX) are written relative to ${prefix} in locking.pc, so
 # the file stays right if the tree is moved (pkg-config --define-prefix).

@@ -542,7 +542,7 @@ def explain(cause, R):
         text = {
             "liblocking-kernel": (
                 "One lock+unlock cycle makes {m} system calls against {f} for the floor. "
-                "Lock (src/method/kernel.rs `try_acquire`): F_OFD_SETLK on bytes 0-1, "
+                "Lock (core/src/method/kernel.rs `try_acquire`): F_OFD_SETLK on bytes 0-1, "
                 "`fstatat` of the entry (is the locked inode still the one at the name?), a "
                 "512-byte `pwrite` of the owner record, F_UNLCK of byte 1. Unlock "
                 "(`release`): `fstatat` again (lock lost?), F_UNLCK of byte 0, F_OFD_GETLK of "
@@ -557,7 +557,7 @@ def explain(cause, R):
                 "prepared privately (`mkdirat` of a private directory, `openat`+`pwrite`+"
                 "`close` of `o.T` with the owner record inside it) and renamed into place "
                 "(`renameat`); release removes "
-                "`E/o.T` and then `E` (two `unlinkat`) — src/method/mkdir.rs. Each is a "
+                "`E/o.T` and then `E` (two `unlinkat`) — core/src/method/mkdir.rs. Each is a "
                 "directory operation as heavy as the floor's own; that is the price of an "
                 "entry that appears complete, with its owner, in one step."),
             "liblocking-opencreate": (
@@ -565,7 +565,7 @@ def explain(cause, R):
                 "`open(O_TMPFILE)`, `pwrite` of the record, `linkat` through "
                 "`/proc/self/fd/N` (a path walk through procfs), `fstat`; release takes the "
                 "OFD guard (`fcntl`), re-checks the inode with `fstatat`, then `unlinkat` and "
-                "`close` — src/method/opencreate.rs."),
+                "`close` — core/src/method/opencreate.rs."),
         }[m]
         return text.format(m=calls(m), f=calls(FLOOR[m])) + user_note
     if kind == "faster":
@@ -604,7 +604,7 @@ def explain(cause, R):
             "**(1) inotify close (fixed).** Closing an inotify descriptor that has a watch "
             "waits for an fsnotify SRCU grace period (the probe below measured median "
             f"{median(probe):.1f} ms); waits now take instances from a per-process pool and "
-            "only remove the watch (src/wait.rs), so an acquisition that waited no longer "
+            "only remove the watch (core/src/wait.rs), so an acquisition that waited no longer "
             "returns milliseconds late. With 2 processes handing the lock to each other, "
             f"the inotify-waiting methods made {min(two):.0f}-{max(two):.0f} acquisitions/s "
             f"in this run against {min(floor2):.0f}-{max(floor2):.0f} for the floor. "

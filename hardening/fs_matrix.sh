@@ -526,7 +526,7 @@ report() {
     echo "one mount, half the other, as two hosts sharing a network file system"
     echo "would. No inotify event crosses the mounts, so a waiter on one mount"
     echo "learns of a release made through the other from its fallback poll"
-    echo "(100 ms, src/wait.rs WATCHED_POLL) and the FUSE attribute/entry caches."
+    echo "(100 ms, core/src/wait.rs WATCHED_POLL) and the FUSE attribute/entry caches."
     echo
     echo "| check | mkdir | opencreate | kernel |"
     echo "|---|---|---|---|"

@@ -132,12 +132,11 @@
 #define LOCKING_NEVER_EXPIRE 0.0
 
 /*
- A cooperative lock on `(lockdir, ns, objname)`.
-
- Every method but `Fake` excludes every other Locker of the same name,
- in this thread, other threads and other processes; shared holders
- ([`Mode::Shared`]) exclude only exclusive ones. Dropping a Locker
- releases its lock. Locks are not reentrant.
+ An opaque lock on one name (`objname` in namespace `ns`) in one lock
+ directory, made by locker_new() and freed by locker_free(). It holds at
+ most one acquisition at a time, exclusive or shared. A Locker may move
+ between threads but must not be used by two threads at once; two
+ Lockers for the same name exclude each other, in one thread or many.
  */
 typedef struct Locker Locker;
 

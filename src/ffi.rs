@@ -3,17 +3,17 @@
 //! reaches C), maps errors to the fixed `LOCKING_E_*` codes, sets `errno`
 //! for I/O failures and keeps the calling thread's last error message.
 
-use crate::error::Error;
-use crate::locker::Locker;
-use crate::open_locked::open_locked;
-use crate::options::{Expire, Method, Mode, Timeout};
+use locking_core::forksafe::ForkMutex;
+use locking_core::open_locked;
+use locking_core::Error;
+use locking_core::Locker as CoreLocker;
+use locking_core::{Expire, Method, Mode, Timeout};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr};
 use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The lock is a directory made with mkdir(2) (prepared privately, then
 /// renamed into place). Works on every local file system.
@@ -73,6 +73,13 @@ pub const LOCKING_E_UNAVAILABLE: c_int = -9;
 pub const LOCKING_WAIT_FOREVER: f64 = -1.0;
 /// An expire that never breaks a lock.
 pub const LOCKING_NEVER_EXPIRE: f64 = 0.0;
+
+/// An opaque lock on one name (`objname` in namespace `ns`) in one lock
+/// directory, made by locker_new() and freed by locker_free(). It holds at
+/// most one acquisition at a time, exclusive or shared. A Locker may move
+/// between threads but must not be used by two threads at once; two
+/// Lockers for the same name exclude each other, in one thread or many.
+pub struct Locker(CoreLocker);
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -224,7 +231,7 @@ pub unsafe extern "C" fn locker_new(
             Ok(t) => t,
             Err(e) => return fail(e),
         };
-        match Locker::new(
+        match CoreLocker::new(
             obj,
             Path::new(OsStr::from_bytes(dir)),
             ns,
@@ -234,7 +241,7 @@ pub unsafe extern "C" fn locker_new(
         ) {
             Ok(l) => {
                 // SAFETY: checked non-NULL; written only on success.
-                unsafe { *out = Box::into_raw(Box::new(l)) };
+                unsafe { *out = Box::into_raw(Box::new(Locker(l))) };
                 LOCKING_OK
             }
             Err(e) => fail(e),
@@ -256,7 +263,7 @@ pub unsafe extern "C" fn locker_new(
 pub unsafe extern "C" fn locker_lock(locker: *mut Locker) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        match unsafe { locker.as_mut() } {
+        match unsafe { locker.as_mut() }.map(|l| &mut l.0) {
             Some(l) => result(l.lock()),
             None => invalid("locker_lock: locker is NULL"),
         }
@@ -285,7 +292,7 @@ pub unsafe extern "C" fn locker_lock(locker: *mut Locker) -> c_int {
 pub unsafe extern "C" fn locker_acquire(locker: *mut Locker, mode: c_int, timeout: f64) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        let Some(l) = (unsafe { locker.as_mut() }) else {
+        let Some(l) = unsafe { locker.as_mut() }.map(|l| &mut l.0) else {
             return invalid("locker_acquire: locker is NULL");
         };
         let Some(mode) = mode_from_int(mode) else {
@@ -321,7 +328,7 @@ pub unsafe extern "C" fn locker_acquire(locker: *mut Locker, mode: c_int, timeou
 pub unsafe extern "C" fn locker_fencing_token(locker: *const Locker, out: *mut u64) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        let Some(l) = (unsafe { locker.as_ref() }) else {
+        let Some(l) = unsafe { locker.as_ref() }.map(|l| &l.0) else {
             return invalid("locker_fencing_token: locker is NULL");
         };
         if out.is_null() {
@@ -365,7 +372,7 @@ pub unsafe extern "C" fn locker_holder(
 ) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        let Some(l) = (unsafe { locker.as_ref() }) else {
+        let Some(l) = unsafe { locker.as_ref() }.map(|l| &l.0) else {
             return invalid("locker_holder: locker is NULL");
         };
         if buf.is_null() && size > 0 {
@@ -408,7 +415,7 @@ pub unsafe extern "C" fn locker_holder(
 pub unsafe extern "C" fn locker_unlock(locker: *mut Locker) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        match unsafe { locker.as_mut() } {
+        match unsafe { locker.as_mut() }.map(|l| &mut l.0) {
             Some(l) => result(l.unlock()),
             None => invalid("locker_unlock: locker is NULL"),
         }
@@ -428,7 +435,7 @@ pub unsafe extern "C" fn locker_unlock(locker: *mut Locker) -> c_int {
 pub unsafe extern "C" fn locker_refresh(locker: *mut Locker) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        match unsafe { locker.as_mut() } {
+        match unsafe { locker.as_mut() }.map(|l| &mut l.0) {
             Some(l) => result(l.refresh()),
             None => invalid("locker_refresh: locker is NULL"),
         }
@@ -447,7 +454,7 @@ pub unsafe extern "C" fn locker_refresh(locker: *mut Locker) -> c_int {
 pub unsafe extern "C" fn locker_check(locker: *const Locker) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         // SAFETY: per the contract.
-        match unsafe { locker.as_ref() } {
+        match unsafe { locker.as_ref() }.map(|l| &l.0) {
             Some(l) => result(l.check()),
             None => invalid("locker_check: locker is NULL"),
         }
@@ -477,12 +484,8 @@ pub unsafe extern "C" fn locker_free(locker: *mut Locker) {
 /// except close_locked_fd() on one that is still ours (same number, same
 /// inode); a number found in the table when open_locked_fd() hands it out
 /// again was closed by the caller, and its stale lock is released.
-static OPEN_FILES: Mutex<Option<HashMap<c_int, (Locker, (u64, u64))>>> = Mutex::new(None);
-
-/// Holds the open-files table's lock across a fork() (see `forksafe.rs`).
-pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
-    Box::new(OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner()))
-}
+static OPEN_FILES: ForkMutex<Option<HashMap<c_int, (CoreLocker, (u64, u64))>>> =
+    ForkMutex::new(None);
 
 fn inode_of(fd: c_int) -> Option<(u64, u64)> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -547,7 +550,7 @@ pub unsafe extern "C" fn open_locked_fd(
                 let fd = file.into_raw_fd();
                 let ino = inode_of(fd).unwrap_or_default();
                 let stale = {
-                    let mut map = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut map = OPEN_FILES.lock();
                     map.get_or_insert_with(HashMap::new)
                         .insert(fd, (locker, ino))
                 };
@@ -576,7 +579,7 @@ pub unsafe extern "C" fn open_locked_fd(
 pub extern "C" fn close_locked_fd(fd: c_int) -> c_int {
     ffi_boundary!(LOCKING_E_INTERNAL, {
         let taken = {
-            let mut guard = OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = OPEN_FILES.lock();
             let map = guard.get_or_insert_with(HashMap::new);
             match map.get(&fd) {
                 Some((_, ino)) if inode_of(fd) == Some(*ino) => map.remove(&fd).map(|(l, _)| l),

@@ -1,51 +1,11 @@
-//! liblocking: cooperative, multiprocess- and multithread-safe locks.
-//!
-//! The safe core ([`Locker`], [`open_locked`]) knows nothing of C; the C ABI
-//! lives in [`ffi`] alone. The lock protocols are described in
-//! `docs/PROTOCOL.md`, the on-disk layout in `docs/FORMAT.md`.
-//!
-//! ```
-//! use locking::{Locker, Method, Mode, Timeout, Expire};
-//! use std::time::Duration;
-//! let dir = std::env::temp_dir().join(format!("locking-doc-{}", std::process::id()));
-//! let mut a = Locker::new(b"db", &dir, b"app", Timeout::Forever, Expire::Never, Method::Kernel)?;
-//! let mut b = Locker::new(b"db", &dir, b"app", Timeout::TRY, Expire::Never, Method::Kernel)?;
-//! {
-//!     let _held = a.guard()?;                // exclusive, released at the end of the block
-//!     assert!(!b.try_acquire(Mode::Shared)?); // busy
-//! }
-//! a.acquire(Mode::Shared, Duration::from_secs(1))?;
-//! b.acquire(Mode::Shared, Timeout::TRY)?;     // shared holders coexist
-//! assert!(b.fencing_token()? > a.fencing_token()?);
-//! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), locking::Error>(())
-//! ```
+//! liblocking, the C library: the C ABI ([`ffi`], exported from
+//! `liblocking.so`/`liblocking.a` and declared in `include/locking.h`) over
+//! the safe Rust core, the `locking-core` crate, whose API is re-exported
+//! here for the `lockrun` command and the tests. Rust programs depend on
+//! `locking-core` directly and never build the C artefacts.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod error;
-mod fence;
+pub use locking_core::*;
+
 pub mod ffi;
-mod forksafe;
-mod lockdir;
-pub mod locker;
-mod method;
-pub mod name;
-pub mod open_locked;
-pub mod options;
-pub mod owner;
-mod sha256;
-mod shared;
-mod sys;
-#[doc(hidden)]
-pub mod testing;
-mod wait;
-
-pub use error::{Error, Result};
-pub use locker::{Guard, HolderInfo, Locker};
-pub use open_locked::{open_locked, LockedFile};
-pub use options::{Expire, Method, Mode, Timeout};
-pub use owner::{Liveness, Record};
-
-/// The crate version, e.g. "0.1.0".
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");

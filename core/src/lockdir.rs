@@ -3,6 +3,7 @@
 //! the same path (so 1,000 Lockers do not cost 1,000 descriptors).
 
 use crate::error::{Error, Result};
+use crate::forksafe::ForkMutex;
 use crate::sys;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -10,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// An open lock directory.
 #[derive(Debug)]
@@ -44,7 +45,7 @@ impl Drop for LockDir {
 /// The subdirectory where the mkdir method prepares entries.
 pub const TMP_DIR: &str = "~tmp";
 
-static CACHE: Mutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = Mutex::new(None);
+static CACHE: ForkMutex<Option<HashMap<PathBuf, Weak<LockDir>>>> = ForkMutex::new(None);
 
 /// `path` made absolute against the current directory (as given when
 /// that cannot be read, e.g. a removed cwd): a later chdir() must neither
@@ -55,11 +56,6 @@ fn absolute(path: &Path) -> PathBuf {
         return path.to_path_buf();
     }
     std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
-}
-
-/// Holds the cache's lock across a fork() (see `forksafe.rs`).
-pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
-    Box::new(CACHE.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 impl LockDir {
@@ -80,7 +76,6 @@ impl LockDir {
             .map_err(|_| Error::InvalidArgument("lockdir contains a NUL byte".into()))?;
         let cached = CACHE
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .get_or_insert_with(HashMap::new)
             .get(path)
             .and_then(Weak::upgrade);
@@ -93,7 +88,7 @@ impl LockDir {
         // Opened without holding the cache's lock; two threads racing here
         // merely open the directory twice.
         let dir = Arc::new(Self::open_uncached(path, &c)?);
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = CACHE.lock();
         let map = cache.get_or_insert_with(HashMap::new);
         map.retain(|_, w| w.strong_count() > 0);
         map.insert(path.to_path_buf(), Arc::downgrade(&dir));

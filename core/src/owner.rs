@@ -23,7 +23,8 @@
 //! last line is `end`; anything else is an unreadable record, whose holder
 //! is judged "unknown" (never "dead").
 
-use std::sync::{Arc, Mutex};
+use crate::forksafe::ForkMutex;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &str = "liblocking-owner 1";
@@ -69,12 +70,7 @@ struct View {
     proc_ours: bool,
 }
 
-static IDENTITY: Mutex<Option<Cached>> = Mutex::new(None);
-
-/// Holds the identity's lock across a fork() (see `forksafe.rs`).
-pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
-    Box::new(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()))
-}
+static IDENTITY: ForkMutex<Option<Cached>> = ForkMutex::new(None);
 
 /// Errors that say "try again later", not "this is how things are".
 fn transient(e: &std::io::Error) -> bool {
@@ -216,7 +212,7 @@ fn compute(pid: u32) -> (Identity, View, bool) {
 
 fn cached() -> (Arc<Identity>, Arc<str>, View) {
     let pid = crate::sys::pid();
-    let mut guard = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = IDENTITY.lock();
     if let Some(c) = &*guard {
         if c.id.pid == pid {
             return (c.id.clone(), c.lines.clone(), c.view);

@@ -439,26 +439,9 @@ pub fn sleep(d: Duration) {
     let _ = poll_readable(&[], Some(d));
 }
 
-static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// Called in the child of every `fork()` (see `forksafe.rs`).
-pub fn forget_pid() {
-    PID.store(0, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// This process's PID without a system call per use: cached, and forgotten
-/// in the child of every `fork()` (a `pthread_atfork` handler), so a child
-/// never mistakes the parent's locks for its own.
+/// This process's PID, cached (see `forksafe::pid`).
 pub fn pid() -> u32 {
-    use std::sync::atomic::Ordering;
-    let p = PID.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    crate::forksafe::ensure();
-    let p = std::process::id();
-    PID.store(p, Ordering::Relaxed);
-    p
+    crate::forksafe::pid()
 }
 
 /// Appends one byte to `fd` (opened `O_APPEND`) and returns the file offset

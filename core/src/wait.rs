@@ -3,28 +3,23 @@
 //! pidfd on a holder of this machine so its exit wakes us at once, and a
 //! slow fallback poll for file systems that send no events.
 
+use crate::forksafe::ForkMutex;
 use crate::lockdir::Entry;
 use crate::owner::{self, Identity, Liveness};
 use crate::sys::{self, Inotify};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Idle inotify instances of this process (and the PID they belong to).
 /// Waits reuse them: closing one that had a watch costs an RCU grace
 /// period, several milliseconds that a new holder would spend holding the
 /// lock.
-static POOL: Mutex<(u32, Vec<OwnedFd>)> = Mutex::new((0, Vec::new()));
+static POOL: ForkMutex<(u32, Vec<OwnedFd>)> = ForkMutex::new((0, Vec::new()));
 /// Most idle instances kept.
 const POOL_MAX: usize = 16;
 
-/// Holds the pool's lock across a fork() (see `forksafe.rs`).
-pub(crate) fn fork_guard() -> Box<dyn std::any::Any> {
-    Box::new(POOL.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
 fn pooled_instance() -> Option<OwnedFd> {
-    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pool = POOL.lock();
     if pool.0 != sys::pid() {
         // Inherited across fork(): those instances are shared with the
         // parent. Let go of our copies.
@@ -36,7 +31,7 @@ fn pooled_instance() -> Option<OwnedFd> {
 }
 
 fn return_instance(fd: OwnedFd) {
-    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pool = POOL.lock();
     if pool.0 == sys::pid() && pool.1.len() < POOL_MAX {
         pool.1.push(fd);
     }
