@@ -170,7 +170,8 @@ impl LockDir {
 
     fn probe_ofd(&self) -> bool {
         use crate::sys::LockKind;
-        let name = sys::cname(&format!("~probe-{}", crate::owner::new_token()));
+        let unique: String = sys::random16().iter().map(|b| format!("{b:02x}")).collect();
+        let name = sys::cname(&format!("~probe-{unique}"));
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let Ok(a) = sys::openat(self.raw(), &name, flags, 0o600) else {
             // Cannot even make a file: the lock attempt will report why.

@@ -290,14 +290,6 @@ impl Stamp {
     }
 }
 
-/// A fresh acquisition token: 128 random bits as 32 hex digits.
-pub fn new_token() -> String {
-    crate::sys::random16()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A parsed owner record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
