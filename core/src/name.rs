@@ -8,7 +8,7 @@
 //!   (uppercase hex). `=` and `%` are always escaped, so the form is
 //!   injective: the first unescaped `=` splits ns from objname.
 //! * long form `h-<sha256 hex>` when the short form would be longer than
-//!   [`MAX_SHORT`] bytes; the digest is taken over the 8-byte big-endian
+//!   `MAX_SHORT` bytes; the digest is taken over the 8-byte big-endian
 //!   length of ns, then ns, then objname. Distinct pairs collide only if
 //!   SHA-256 does.
 //!
