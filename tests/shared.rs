@@ -169,3 +169,18 @@ fn threads_mixing_modes_lose_no_update() {
         assert_eq!(v as usize, writes.load(Ordering::Relaxed), "{m:?}");
     }
 }
+
+#[test]
+fn the_method_of_a_holder_is_detected_from_the_lock_directory() {
+    for m in METHODS {
+        let d = tempdir("detect");
+        assert_eq!(Locker::detect_method(&d, b"ns", b"obj").unwrap(), None);
+        let mut l = locker(&d, m);
+        l.lock().unwrap();
+        assert_eq!(Locker::detect_method(&d, b"ns", b"obj").unwrap(), Some(m));
+        l.unlock().unwrap();
+        l.acquire(Mode::Shared, Timeout::TRY).unwrap();
+        assert_eq!(Locker::detect_method(&d, b"ns", b"obj").unwrap(), Some(m));
+        l.unlock().unwrap();
+    }
+}

@@ -186,6 +186,35 @@ impl Locker {
         })
     }
 
+    /// The method of the party that holds, or last held, `(ns, objname)` in
+    /// `lockdir`, read from what is in the lock directory (`None`: nothing
+    /// there says). For tools that must not guess, such as `lockrun
+    /// --check`; the answer may be out of date at once.
+    pub fn detect_method(lockdir: &Path, ns: &[u8], objname: &[u8]) -> Result<Option<Method>> {
+        let dir = LockDir::open(lockdir)?;
+        let entry = Entry::new(dir, name::entry_name(ns, objname));
+        let named = match crate::sys::lstatat(entry.dirfd(), &entry.cname) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                return Ok(Some(Method::Mkdir));
+            }
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+                crate::sys::openat(entry.dirfd(), &entry.cname, flags, 0)
+                    .ok()
+                    .and_then(|fd| method::read_record(std::os::fd::AsRawFd::as_raw_fd(&fd)))
+                    .map(|r| r.method)
+            }
+            Ok(_) => None,
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(entry.err("stat", e)),
+        };
+        let named = match named {
+            Some(m) => Some(m),
+            None => shared::any_method(&entry)?,
+        };
+        Ok(named.and_then(|m| Method::from_name(&m)))
+    }
+
     /// Stops reporting `LockLost` when the lock directory's path comes to
     /// name another directory (for `open_locked` with the file's own
     /// directory: parties find that directory through the file, so a

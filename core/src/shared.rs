@@ -376,6 +376,18 @@ pub fn watch(entry: &Entry) -> Option<Waiter> {
     Waiter::on_dir(dir.as_raw_fd(), libc::IN_DELETE | libc::IN_MOVED_FROM)
 }
 
+/// The method named by the record of one shared holder, if any.
+pub fn any_method(entry: &Entry) -> Result<Option<String>> {
+    let mut found = None;
+    scan(entry, false, |_, _, record, _, _| {
+        if found.is_none() {
+            found = record.map(|r| r.method);
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
 /// The live-looking shared holders, for introspection.
 pub fn readers(entry: &Entry, kernel: bool) -> Result<Vec<Reader>> {
     let mut out = Vec::new();
