@@ -218,17 +218,20 @@ macro_rules! fake_controls {
 
 // Every `c_tests/test_*.c`; `all_c_files_have_a_test` keeps this honest.
 c_tests!(
+    test_acquire,
     test_bad_input,
     test_break,
     test_chaos,
     test_exclusion,
     test_exhaustion,
     test_expire,
+    test_fencing,
     test_files,
     test_fork,
     test_hostile,
     test_judge,
     test_open_locked,
+    test_shared,
     test_stolen,
     test_stress,
     test_threads,
@@ -236,11 +239,14 @@ c_tests!(
 );
 
 fake_controls!(
+    test_acquire,
     test_chaos,
     test_exclusion,
     test_expire,
+    test_fencing,
     test_fork,
     test_open_locked,
+    test_shared,
     test_stolen,
     test_stress,
     test_threads,
