@@ -15,6 +15,14 @@
  *   lockbench dirsize     EMPTY_DIR BIG_DIR ROUNDS PAIRS SYSTEM...
  *   lockbench populate    DIR N
  *   lockbench cycles      DIR SYSTEM N   (no output: for strace -c)
+ *   lockbench readers     DIR NPROC ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...
+ *   lockbench mixed       DIR READERS ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...
+ *   lockbench fencing     DIR ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...
+ *
+ * readers, mixed and fencing (shared locks and fencing tokens, 0.2) report
+ * every system against BASE_SYSTEM, a raw kernel lock measured in the same
+ * run (interleaved rounds): the machine is shared and noisy, so only
+ * same-run ratios compare.
  *
  * Build with -DHAVE_LOCKFILE -llockfile to include liblockfile.
  * LOCKBENCH_DUMP=FILE makes contended/threads write every wait to FILE.
@@ -129,27 +137,45 @@ static void jstr(const char *key, const char *val, int comma)
 
 enum kind { K_LL, K_RAW_MKDIR, K_RAW_OPEN, K_RAW_OFD, K_RAW_FLOCK, K_LOCKFILE };
 
+/* sysdesc.flags */
+#define SF_SHARED 1 /* acquire shared: LOCKING_SHARED, F_RDLCK, LOCK_SH */
+#define SF_TOKEN 2  /* liblocking: ask for the fencing token after each acquisition */
+#define SF_APPEND 4 /* raw-ofd: append one byte to a counter file while locked */
+
 struct sysdesc {
     const char *name;
     enum kind kind;
     int method;     /* liblocking method */
     double timeout; /* liblocking timeout */
     int lfflags;    /* liblockfile flags */
+    int flags;      /* SF_* */
 };
 
 static const struct sysdesc SYSTEMS[] = {
-    {"liblocking-mkdir", K_LL, LOCKING_METHOD_MKDIR, LOCKING_WAIT_FOREVER, 0},
-    {"liblocking-opencreate", K_LL, LOCKING_METHOD_OPENCREATE, LOCKING_WAIT_FOREVER, 0},
-    {"liblocking-kernel", K_LL, LOCKING_METHOD_KERNEL, LOCKING_WAIT_FOREVER, 0},
-    {"liblocking-kernel-t60", K_LL, LOCKING_METHOD_KERNEL, 60.0, 0},
-    {"raw-mkdir", K_RAW_MKDIR, 0, 0, 0},
-    {"raw-open", K_RAW_OPEN, 0, 0, 0},
-    {"raw-ofd", K_RAW_OFD, 0, 0, 0},
-    {"raw-flock", K_RAW_FLOCK, 0, 0, 0},
+    {"liblocking-mkdir", K_LL, LOCKING_METHOD_MKDIR, LOCKING_WAIT_FOREVER, 0, 0},
+    {"liblocking-opencreate", K_LL, LOCKING_METHOD_OPENCREATE, LOCKING_WAIT_FOREVER, 0, 0},
+    {"liblocking-kernel", K_LL, LOCKING_METHOD_KERNEL, LOCKING_WAIT_FOREVER, 0, 0},
+    {"liblocking-kernel-t60", K_LL, LOCKING_METHOD_KERNEL, 60.0, 0, 0},
+    {"raw-mkdir", K_RAW_MKDIR, 0, 0, 0, 0},
+    {"raw-open", K_RAW_OPEN, 0, 0, 0, 0},
+    {"raw-ofd", K_RAW_OFD, 0, 0, 0, 0},
+    {"raw-flock", K_RAW_FLOCK, 0, 0, 0, 0},
 #ifdef HAVE_LOCKFILE
-    {"liblockfile", K_LOCKFILE, 0, 0, 0},
-    {"liblockfile-pid", K_LOCKFILE, 0, 0, L_PID},
+    {"liblockfile", K_LOCKFILE, 0, 0, 0, 0},
+    {"liblockfile-pid", K_LOCKFILE, 0, 0, L_PID, 0},
 #endif
+    /* 0.2: shared acquisitions and fencing tokens (readers, mixed, fencing) */
+    {"liblocking-mkdir-shared", K_LL, LOCKING_METHOD_MKDIR, LOCKING_WAIT_FOREVER, 0, SF_SHARED},
+    {"liblocking-opencreate-shared", K_LL, LOCKING_METHOD_OPENCREATE, LOCKING_WAIT_FOREVER, 0,
+     SF_SHARED},
+    {"liblocking-kernel-shared", K_LL, LOCKING_METHOD_KERNEL, LOCKING_WAIT_FOREVER, 0, SF_SHARED},
+    {"liblocking-mkdir-token", K_LL, LOCKING_METHOD_MKDIR, LOCKING_WAIT_FOREVER, 0, SF_TOKEN},
+    {"liblocking-opencreate-token", K_LL, LOCKING_METHOD_OPENCREATE, LOCKING_WAIT_FOREVER, 0,
+     SF_TOKEN},
+    {"liblocking-kernel-token", K_LL, LOCKING_METHOD_KERNEL, LOCKING_WAIT_FOREVER, 0, SF_TOKEN},
+    {"raw-ofd-shared", K_RAW_OFD, 0, 0, 0, SF_SHARED},
+    {"raw-flock-shared", K_RAW_FLOCK, 0, 0, 0, SF_SHARED},
+    {"raw-ofd-append", K_RAW_OFD, 0, 0, 0, SF_APPEND},
 };
 #define NSYSTEMS (sizeof SYSTEMS / sizeof SYSTEMS[0])
 
@@ -170,6 +196,9 @@ struct inst {
     char name[64];      /* entry name in the directory */
     char *path;         /* full path of the lock file (raw-ofd, raw-flock, liblockfile) */
     int blocking;       /* wait for the lock (else: try once, must succeed) */
+    int shared;         /* acquire shared (from SF_SHARED; `mixed` sets it per role) */
+    int appendfd;       /* raw-ofd-append: the counter file, O_APPEND */
+    uint64_t token;     /* SF_TOKEN, SF_APPEND: the last token seen */
 };
 
 /*
@@ -220,7 +249,9 @@ static void inst_open(struct inst *in, const struct sysdesc *d, const char *dir,
     in->d = d;
     in->dirfd = -1;
     in->fd = -1;
+    in->appendfd = -1;
     in->blocking = blocking;
+    in->shared = (d->flags & SF_SHARED) != 0;
     snprintf(in->name, sizeof in->name, "%s", name);
     char path[PATH_MAX];
     join(path, sizeof path - 8, dir, name);
@@ -242,6 +273,14 @@ static void inst_open(struct inst *in, const struct sysdesc *d, const char *dir,
         in->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
         if (in->fd < 0)
             die("open %s: %s", path, strerror(errno));
+        if (d->flags & SF_APPEND) {
+            /* what a fencing-token draw costs at the least: one appended
+               byte, the token being the offset after it */
+            strcat(path, "+f");
+            in->appendfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+            if (in->appendfd < 0)
+                die("open %s: %s", path, strerror(errno));
+        }
         break;
     case K_LOCKFILE:
         mkdirs(dir);
@@ -268,9 +307,22 @@ static void inst_lock(struct inst *in)
 {
     switch (in->d->kind) {
     case K_LL: {
-        int rc = locker_lock(in->lk);
+        int rc = in->shared ? locker_acquire(in->lk, LOCKING_SHARED, in->d->timeout)
+                            : locker_lock(in->lk);
         if (rc != LOCKING_OK)
-            die("locker_lock(%s): %s (%s)", in->d->name, locking_strerror(rc), locking_last_error());
+            die("%s(%s): %s (%s)", in->shared ? "locker_acquire" : "locker_lock", in->d->name,
+                locking_strerror(rc), locking_last_error());
+        if (in->d->flags & SF_TOKEN) {
+            uint64_t t = 0;
+            rc = locker_fencing_token(in->lk, &t);
+            if (rc != LOCKING_OK)
+                die("locker_fencing_token(%s): %s (%s)", in->d->name, locking_strerror(rc),
+                    locking_last_error());
+            if (t <= in->token) /* one Locker, one after another: must grow */
+                die("%s: fencing token %llu after %llu", in->d->name, (unsigned long long)t,
+                    (unsigned long long)in->token);
+            in->token = t;
+        }
         return;
     }
     case K_RAW_MKDIR:
@@ -292,12 +344,18 @@ static void inst_lock(struct inst *in)
             sleep_ns(1000000);
         }
     case K_RAW_OFD:
-        while (ofd(in->fd, in->blocking ? F_OFD_SETLKW : F_OFD_SETLK, F_WRLCK) == -1)
+        while (ofd(in->fd, in->blocking ? F_OFD_SETLKW : F_OFD_SETLK, in->shared ? F_RDLCK : F_WRLCK) == -1)
             if (errno != EINTR)
                 die("fcntl(F_OFD_SETLK%s): %s", in->blocking ? "W" : "", strerror(errno));
+        if (in->appendfd >= 0) {
+            off_t t;
+            if (write(in->appendfd, "", 1) != 1 || (t = lseek(in->appendfd, 0, SEEK_CUR)) < 0)
+                die("append: %s", strerror(errno));
+            in->token = (uint64_t)t;
+        }
         return;
     case K_RAW_FLOCK:
-        while (flock(in->fd, in->blocking ? LOCK_EX : LOCK_EX | LOCK_NB) == -1)
+        while (flock(in->fd, (in->shared ? LOCK_SH : LOCK_EX) | (in->blocking ? 0 : LOCK_NB)) == -1)
             if (errno != EINTR)
                 die("flock: %s", strerror(errno));
         return;
@@ -355,10 +413,12 @@ static void inst_close(struct inst *in)
         locker_free(in->lk);
     if (in->fd >= 0)
         close(in->fd);
+    if (in->appendfd >= 0)
+        close(in->appendfd);
     free(in->path);
     in->path = NULL;
     in->lk = NULL;
-    in->dirfd = in->fd = -1;
+    in->dirfd = in->fd = in->appendfd = -1;
 }
 
 /* -------------------------------------------------- uncontended cycles */
@@ -395,11 +455,21 @@ static int64_t timer_overhead(void)
  * some batches and not others, and taken at the same moments for every
  * system, so that ratios between them compare like with like.
  */
-static void rounds_json(struct inst *insts, int nsys, int rounds, double slice_ms)
+struct rounds {
+    int nsys, rounds;
+    long *k;     /* cycles per slice, per system */
+    int64_t **t; /* per system: rounds * k single-cycle times, round by round */
+    int64_t oh;  /* timer overhead, already subtracted */
+};
+
+static void rounds_collect(struct rounds *R, struct inst *insts, int nsys, int rounds, double slice_ms)
 {
-    long *k = calloc((size_t)nsys, sizeof *k);
-    int64_t **t = calloc((size_t)nsys, sizeof *t);
-    double *mean = calloc((size_t)nsys, sizeof *mean);
+    R->nsys = nsys;
+    R->rounds = rounds;
+    R->k = calloc((size_t)nsys, sizeof *R->k);
+    R->t = calloc((size_t)nsys, sizeof *R->t);
+    long *k = R->k;
+    int64_t **t = R->t;
     for (int i = 0; i < nsys; i++) {
         double c = cycle_ns(&insts[i], 50); /* warm up, and a first estimate */
         c = cycle_ns(&insts[i], (long)(2e6 / c) + 10);
@@ -410,7 +480,7 @@ static void rounds_json(struct inst *insts, int nsys, int rounds, double slice_m
             k[i] = 20000;
         t[i] = calloc((size_t)(k[i] * rounds), sizeof **t);
     }
-    int64_t oh = timer_overhead();
+    int64_t oh = R->oh = timer_overhead();
     for (int r = 0; r < rounds; r++)
         for (int j = 0; j < nsys; j++) {
             int i = (j + r) % nsys;
@@ -422,26 +492,37 @@ static void rounds_json(struct inst *insts, int nsys, int rounds, double slice_m
                 v[c] = now_ns() - a - oh;
             }
         }
+}
+
+static void rounds_free(struct rounds *R)
+{
+    for (int i = 0; i < R->nsys; i++)
+        free(R->t[i]);
+    free(R->t);
+    free(R->k);
+}
+
+static void rounds_json(struct inst *insts, int nsys, int rounds, double slice_ms)
+{
+    struct rounds R;
+    rounds_collect(&R, insts, nsys, rounds, slice_ms);
     for (int i = 0; i < nsys; i++) {
-        size_t n = (size_t)(k[i] * rounds);
+        size_t n = (size_t)(R.k[i] * rounds);
         double sum = 0;
         for (size_t c = 0; c < n; c++)
-            sum += (double)t[i][c];
-        mean[i] = sum / (double)n;
-        qsort(t[i], n, sizeof **t, cmp_i64);
+            sum += (double)R.t[i][c];
+        double mean = sum / (double)n;
+        qsort(R.t[i], n, sizeof **R.t, cmp_i64);
         printf("{");
         jstr("scenario", "uncontended", 1);
         jstr("system", insts[i].d->name, 1);
         printf("\"cycles\":%zu,\"timer_ns\":%lld,\"median_ns\":%lld,\"p10_ns\":%lld,"
                "\"p90_ns\":%lld,\"mean_ns\":%.1f}\n",
-               n, (long long)oh, (long long)pct(t[i], n, 50), (long long)pct(t[i], n, 10),
-               (long long)pct(t[i], n, 90), mean[i]);
-        free(t[i]);
+               n, (long long)R.oh, (long long)pct(R.t[i], n, 50), (long long)pct(R.t[i], n, 10),
+               (long long)pct(R.t[i], n, 90), mean);
     }
     fflush(stdout);
-    free(k);
-    free(t);
-    free(mean);
+    rounds_free(&R);
 }
 
 static int cmd_uncontended(int argc, char **argv)
@@ -802,6 +883,447 @@ static int contend(const char *mode, int argc, char **argv)
     return 0;
 }
 
+/* ---------------------------- shared locks and fencing tokens (0.2) */
+
+#define MIX_HOLD_NS 100000             /* mixed: every holder holds 100 us */
+#define MIX_WRITER_GAP_NS 1000000      /* mixed: the writer works 1 ms between acquisitions */
+#define RW_WATCHDOG_NS 20000000000LL   /* a round still running 20 s after its end hangs */
+
+struct rw_shared {
+    volatile int64_t t_start;
+    volatile int64_t t_end;
+    long maxw;        /* wait slots per process (mixed; 0 for readers) */
+    int readers_in;   /* readers between acquisition and release (atomic) */
+    int writer_in;    /* the writer between acquisition and release (atomic) */
+    int max_overlap;  /* the most readers seen holding at once (atomic) */
+    long violations;  /* a holder seen beside the writer (atomic) */
+    struct rw_slot {
+        volatile long count;     /* acquisitions */
+        volatile int64_t finish; /* when it stopped */
+        volatile long cut;       /* waits still in progress at the end of the round */
+    } slots[65];
+    int64_t waits[]; /* mixed: nproc * maxw */
+};
+
+struct rw_role {
+    struct rw_shared *sh;
+    const struct sysdesc *d;
+    const char *lockdir;
+    int index;
+    int writer; /* exclusive: mixed's writer */
+    int mixed;  /* hold, record the waits, check the exclusion */
+};
+
+static void atomic_max(int *p, int v)
+{
+    int cur = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+}
+
+static void rw_worker(const struct rw_role *ro, int ready_w, int go_r)
+{
+    struct rw_shared *sh = ro->sh;
+    struct inst in;
+    inst_open(&in, ro->d, ro->lockdir, "shared", 1, LOCKING_NEVER_EXPIRE);
+    in.shared = !ro->writer;
+    char c = 'r';
+    if (write(ready_w, &c, 1) != 1)
+        die("ready pipe");
+    if (read(go_r, &c, 1) < 0) /* EOF when the parent closes it */
+        die("go pipe");
+    struct rw_slot *me = &sh->slots[ro->index];
+    int64_t t_end = sh->t_end;
+    long n = 0;
+    if (!ro->mixed) {
+        while (now_ns() < t_end) {
+            inst_lock(&in);
+            inst_unlock(&in);
+            me->count = ++n;
+        }
+    } else {
+        int64_t *waits = sh->waits + (size_t)ro->index * (size_t)sh->maxw;
+        while (now_ns() < t_end && n < sh->maxw) {
+            int64_t t0 = now_ns();
+            inst_lock(&in);
+            int64_t t1 = now_ns();
+            waits[n] = t1 - t0;
+            if (t1 > t_end)
+                me->cut++;
+            /* Dekker-style: of two holders that overlap, at least one sees
+               the other */
+            if (ro->writer) {
+                __atomic_store_n(&sh->writer_in, 1, __ATOMIC_SEQ_CST);
+                if (__atomic_load_n(&sh->readers_in, __ATOMIC_SEQ_CST) != 0)
+                    __atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
+            } else {
+                atomic_max(&sh->max_overlap, __atomic_add_fetch(&sh->readers_in, 1, __ATOMIC_SEQ_CST));
+                if (__atomic_load_n(&sh->writer_in, __ATOMIC_SEQ_CST) != 0)
+                    __atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
+            }
+            sleep_ns(MIX_HOLD_NS);
+            if (ro->writer)
+                __atomic_store_n(&sh->writer_in, 0, __ATOMIC_SEQ_CST);
+            else
+                __atomic_sub_fetch(&sh->readers_in, 1, __ATOMIC_SEQ_CST);
+            inst_unlock(&in);
+            me->count = ++n;
+            if (ro->writer && now_ns() < t_end)
+                sleep_ns(MIX_WRITER_GAP_NS);
+        }
+    }
+    me->finish = now_ns();
+    inst_close(&in);
+}
+
+/*
+ * One round of `nproc` processes on the lock "shared" in `lockdir`, all
+ * started at once and stopping `slice_ms` later; with `mixed`, the last
+ * one is the writer. Returns the time from the start to the last stop.
+ */
+static int64_t rw_round(struct rw_shared *sh, size_t shsize, long maxw, const struct sysdesc *d,
+                        const char *lockdir, int nproc, int mixed, double slice_ms)
+{
+    memset(sh, 0, shsize);
+    sh->maxw = maxw;
+    sh->t_end = INT64_MAX;
+    int ready[2], go[2];
+    if (pipe2(ready, O_CLOEXEC) || pipe2(go, O_CLOEXEC))
+        die("pipe");
+    pid_t pids[65];
+    fflush(stdout);
+    for (int i = 0; i < nproc; i++) {
+        pid_t p = fork();
+        if (p < 0)
+            die("fork: %s", strerror(errno));
+        if (p == 0) {
+            close(ready[0]);
+            close(go[1]);
+            struct rw_role ro = {sh, d, lockdir, i, mixed && i == nproc - 1, mixed};
+            rw_worker(&ro, ready[1], go[0]);
+            _exit(0);
+        }
+        pids[i] = p;
+    }
+    close(ready[1]);
+    close(go[0]);
+    for (int i = 0; i < nproc; i++) {
+        char c;
+        if (read(ready[0], &c, 1) != 1)
+            die("%s: a worker died while setting up", d->name);
+    }
+    close(ready[0]);
+    sh->t_start = now_ns();
+    sh->t_end = sh->t_start + (int64_t)(slice_ms * 1e6);
+    close(go[1]); /* go */
+    int bad = 0, left = nproc;
+    while (left > 0) {
+        for (int i = 0; i < nproc; i++) {
+            int st;
+            if (pids[i] <= 0 || waitpid(pids[i], &st, WNOHANG) != pids[i])
+                continue;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                bad++;
+            pids[i] = 0;
+            left--;
+        }
+        if (left > 0 && now_ns() > sh->t_end + RW_WATCHDOG_NS) {
+            for (int i = 0; i < nproc; i++)
+                if (pids[i] > 0) {
+                    kill(pids[i], SIGKILL);
+                    waitpid(pids[i], NULL, 0);
+                }
+            die("%s: %d of %d processes still running 20 s after the end (hung)", d->name, left, nproc);
+        }
+        if (left > 0)
+            sleep_ns(1000000);
+    }
+    if (bad)
+        die("%s: %d workers failed", d->name, bad);
+    int64_t finish = sh->t_start;
+    for (int i = 0; i < nproc; i++)
+        if (sh->slots[i].finish > finish)
+            finish = sh->slots[i].finish;
+    return finish - sh->t_start;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median of n doubles (sorts them) */
+static double median_d(double *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : 0;
+}
+
+/*
+ * Readers only: NPROC processes each acquiring shared and releasing at
+ * once, for SLICE_MS; total acquisitions per second. ROUNDS interleaved
+ * rounds (every system once per round, in a rotating order); the ratio to
+ * the first SYSTEM is the median of the per-round ratios.
+ */
+static int cmd_readers(int argc, char **argv)
+{
+    if (argc < 5)
+        die("usage: readers DIR NPROC ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...");
+    const char *dir = argv[0];
+    int nproc = atoi(argv[1]);
+    int rounds = atoi(argv[2]);
+    double slice_ms = atof(argv[3]);
+    int nsys = argc - 4;
+    if (nproc < 1 || nproc > 64 || rounds < 1 || slice_ms <= 0)
+        die("readers: 1..64 processes, at least one round, a positive slice");
+    const struct sysdesc **ds = calloc((size_t)nsys, sizeof *ds);
+    char (*dirs)[PATH_MAX] = calloc((size_t)nsys, sizeof *dirs);
+    for (int i = 0; i < nsys; i++) {
+        ds[i] = find_system(argv[4 + i]);
+        if (!(ds[i]->flags & SF_SHARED))
+            die("readers: %s is not a shared system (see `lockbench list`)", ds[i]->name);
+        join(dirs[i], sizeof dirs[i], dir, ds[i]->name);
+        mkdirs(dirs[i]);
+    }
+    size_t shsize = sizeof(struct rw_shared);
+    struct rw_shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap: %s", strerror(errno));
+    double *tp = calloc((size_t)nsys * (size_t)rounds, sizeof *tp);
+    long *acq = calloc((size_t)nsys, sizeof *acq);
+    for (int r = 0; r < rounds; r++)
+        for (int j = 0; j < nsys; j++) {
+            int i = (j + r) % nsys;
+            int64_t el = rw_round(sh, shsize, 0, ds[i], dirs[i], nproc, 0, slice_ms);
+            long total = 0;
+            for (int p = 0; p < nproc; p++)
+                total += sh->slots[p].count;
+            acq[i] += total;
+            tp[(size_t)i * (size_t)rounds + (size_t)r] = el > 0 ? (double)total * 1e9 / (double)el : 0;
+        }
+    double *v = calloc((size_t)rounds, sizeof *v);
+    for (int i = 0; i < nsys; i++) {
+        double *mine = tp + (size_t)i * (size_t)rounds;
+        for (int r = 0; r < rounds; r++)
+            v[r] = ratio(mine[r], tp[r]);
+        double x = median_d(v, (size_t)rounds);
+        memcpy(v, mine, (size_t)rounds * sizeof *v);
+        double med = median_d(v, (size_t)rounds);
+        printf("{");
+        jstr("scenario", "readers", 1);
+        jstr("system", ds[i]->name, 1);
+        jstr("base", ds[0]->name, 1);
+        printf("\"rounds_acq_per_s\":[");
+        for (int r = 0; r < rounds; r++)
+            printf("%s%.0f", r ? "," : "", mine[r]);
+        printf("],\"procs\":%d,\"rounds\":%d,\"slice_ms\":%.0f,\"acquisitions\":%ld,"
+               "\"acq_per_s\":%.0f,\"acq_per_s_min\":%.0f,\"acq_per_s_max\":%.0f,"
+               "\"us_per_acq_per_proc\":%.2f,\"vs_base\":%.4f}\n",
+               nproc, rounds, slice_ms, acq[i], med, v[0], v[rounds - 1],
+               med > 0 ? (double)nproc * 1e6 / med : 0.0, x);
+    }
+    fflush(stdout);
+    free(v);
+    free(acq);
+    free(tp);
+    free(dirs);
+    free(ds);
+    munmap(sh, shsize);
+    return 0;
+}
+
+struct mix_acc {
+    int64_t *w, *rd; /* the writer's and the readers' waits, all rounds */
+    size_t nw, nr;
+    long wcut, rcut, violations;
+    int max_overlap;
+    double elapsed_s;
+    double wwait_s; /* the writer's waits, summed */
+};
+
+/*
+ * Mixed: READERS processes acquire shared, hold 100 us, release, again at
+ * once (so that they overlap all the time); one writer acquires exclusive,
+ * holds 100 us, releases, works 1 ms. ROUNDS interleaved rounds of SLICE_MS
+ * per system; the waits of all rounds are pooled. Ratios are to the first
+ * SYSTEM. A wait that ended only after the round's end (the readers had
+ * stopped) is "cut": a starved writer's waits all end so; a served
+ * writer's wait sometimes just straddles the end.
+ */
+static int cmd_mixed(int argc, char **argv)
+{
+    if (argc < 5)
+        die("usage: mixed DIR READERS ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...");
+    const char *dir = argv[0];
+    int nread = atoi(argv[1]);
+    int rounds = atoi(argv[2]);
+    double slice_ms = atof(argv[3]);
+    int nsys = argc - 4;
+    int nproc = nread + 1;
+    if (nread < 1 || nread > 63 || rounds < 1 || slice_ms <= 0)
+        die("mixed: 1..63 readers, at least one round, a positive slice");
+    const struct sysdesc **ds = calloc((size_t)nsys, sizeof *ds);
+    char (*dirs)[PATH_MAX] = calloc((size_t)nsys, sizeof *dirs);
+    for (int i = 0; i < nsys; i++) {
+        ds[i] = find_system(argv[4 + i]);
+        if (ds[i]->kind != K_LL && ds[i]->kind != K_RAW_OFD && ds[i]->kind != K_RAW_FLOCK)
+            die("mixed: %s has no shared mode", ds[i]->name);
+        join(dirs[i], sizeof dirs[i], dir, ds[i]->name);
+        mkdirs(dirs[i]);
+    }
+    long maxw = (long)(slice_ms * 1e6 / MIX_HOLD_NS) + 100; /* each holds >= 100 us */
+    size_t shsize = sizeof(struct rw_shared) + (size_t)nproc * (size_t)maxw * sizeof(int64_t);
+    struct rw_shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("mmap: %s", strerror(errno));
+    struct mix_acc *acc = calloc((size_t)nsys, sizeof *acc);
+    for (int i = 0; i < nsys; i++) {
+        acc[i].w = calloc((size_t)rounds * (size_t)maxw, sizeof(int64_t));
+        acc[i].rd = calloc((size_t)rounds * (size_t)maxw * (size_t)nread, sizeof(int64_t));
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int j = 0; j < nsys; j++) {
+            int i = (j + r) % nsys;
+            struct mix_acc *a = &acc[i];
+            int64_t el = rw_round(sh, shsize, maxw, ds[i], dirs[i], nproc, 1, slice_ms);
+            a->elapsed_s += (double)el / 1e9;
+            for (int p = 0; p < nproc; p++) {
+                const int64_t *src = sh->waits + (size_t)p * (size_t)maxw;
+                long n = sh->slots[p].count;
+                if (p == nproc - 1) {
+                    for (long q = 0; q < n; q++)
+                        a->wwait_s += (double)src[q] / 1e9;
+                    memcpy(a->w + a->nw, src, (size_t)n * sizeof *src);
+                    a->nw += (size_t)n;
+                    a->wcut += sh->slots[p].cut;
+                } else {
+                    memcpy(a->rd + a->nr, src, (size_t)n * sizeof *src);
+                    a->nr += (size_t)n;
+                    a->rcut += sh->slots[p].cut;
+                }
+            }
+            a->violations += sh->violations;
+            if (sh->max_overlap > a->max_overlap)
+                a->max_overlap = sh->max_overlap;
+        }
+    double base[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nsys; i++) {
+        struct mix_acc *a = &acc[i];
+        qsort(a->w, a->nw, sizeof *a->w, cmp_i64);
+        qsort(a->rd, a->nr, sizeof *a->rd, cmp_i64);
+        double w50 = (double)pct(a->w, a->nw, 50) / 1e3, w99 = (double)pct(a->w, a->nw, 99) / 1e3,
+               wmax = (double)pct(a->w, a->nw, 100) / 1e3;
+        double r50 = (double)pct(a->rd, a->nr, 50) / 1e3, r99 = (double)pct(a->rd, a->nr, 99) / 1e3,
+               rmax = (double)pct(a->rd, a->nr, 100) / 1e3;
+        if (i == 0) {
+            base[0] = w50;
+            base[1] = w99;
+            base[2] = wmax;
+            base[3] = r99;
+        }
+        printf("{");
+        jstr("scenario", "mixed", 1);
+        jstr("system", ds[i]->name, 1);
+        jstr("base", ds[0]->name, 1);
+        printf("\"readers\":%d,\"rounds\":%d,\"slice_ms\":%.0f,\"duration_s\":%.3f,"
+               "\"writer_acquisitions\":%zu,\"writer_cut\":%ld,\"reader_acquisitions\":%zu,"
+               "\"reader_cut\":%ld,\"writer_waiting_pct\":%.1f,\"reader_acq_per_s\":%.0f,\"max_overlap\":%d,\"violations\":%ld,"
+               "\"writer_p50_us\":%.1f,\"writer_p99_us\":%.1f,\"writer_max_us\":%.1f,"
+               "\"reader_p50_us\":%.1f,\"reader_p99_us\":%.1f,\"reader_max_us\":%.1f,"
+               "\"writer_p50_x\":%.4f,\"writer_p99_x\":%.4f,\"writer_max_x\":%.4f,"
+               "\"reader_p99_x\":%.4f}\n",
+               nread, rounds, slice_ms, a->elapsed_s, a->nw, a->wcut, a->nr, a->rcut,
+               a->elapsed_s > 0 ? 100.0 * a->wwait_s / a->elapsed_s : 0.0,
+               a->elapsed_s > 0 ? (double)a->nr / a->elapsed_s : 0.0, a->max_overlap, a->violations,
+               w50, w99, wmax, r50, r99, rmax, ratio(w50, base[0]), ratio(w99, base[1]),
+               ratio(wmax, base[2]), ratio(r99, base[3]));
+    }
+    fflush(stdout);
+    for (int i = 0; i < nsys; i++) {
+        free(acc[i].w);
+        free(acc[i].rd);
+    }
+    free(acc);
+    free(dirs);
+    free(ds);
+    munmap(sh, shsize);
+    return 0;
+}
+
+/*
+ * Fencing-token cost: uncontended single cycles in interleaved rounds (as
+ * `uncontended`), each system on its own lock in DIR/<system>/. Ratios to
+ * the first SYSTEM (vs_base), and for a -token or -shared system to the
+ * plain system of the same method when it is in the list (vs_plain).
+ */
+static int cmd_fencing(int argc, char **argv)
+{
+    if (argc < 4)
+        die("usage: fencing DIR ROUNDS SLICE_MS BASE_SYSTEM SYSTEM...");
+    const char *dir = argv[0];
+    int rounds = atoi(argv[1]);
+    double slice_ms = atof(argv[2]);
+    int nsys = argc - 3;
+    if (rounds < 1 || slice_ms <= 0)
+        die("fencing: at least one round, a positive slice");
+    struct inst *insts = calloc((size_t)nsys, sizeof *insts);
+    for (int i = 0; i < nsys; i++) {
+        const struct sysdesc *d = find_system(argv[3 + i]);
+        char sub[PATH_MAX];
+        join(sub, sizeof sub, dir, d->name);
+        inst_open(&insts[i], d, sub, "one", 0, LOCKING_NEVER_EXPIRE);
+    }
+    struct rounds R;
+    rounds_collect(&R, insts, nsys, rounds, slice_ms);
+    double *med = calloc((size_t)nsys, sizeof *med);
+    for (int i = 0; i < nsys; i++) {
+        size_t n = (size_t)(R.k[i] * rounds);
+        qsort(R.t[i], n, sizeof **R.t, cmp_i64);
+        med[i] = (double)pct(R.t[i], n, 50);
+    }
+    for (int i = 0; i < nsys; i++) {
+        const struct sysdesc *d = insts[i].d;
+        size_t n = (size_t)(R.k[i] * rounds);
+        int plain = -1;
+        if (d->flags & (SF_TOKEN | SF_SHARED | SF_APPEND))
+            for (int j = 0; j < nsys; j++) {
+                const struct sysdesc *e = insts[j].d;
+                if (e->kind == d->kind && e->method == d->method && e->timeout == d->timeout &&
+                    e->flags == 0)
+                    plain = j;
+            }
+        printf("{");
+        jstr("scenario", "fencing", 1);
+        jstr("system", d->name, 1);
+        jstr("base", insts[0].d->name, 1);
+        if (plain >= 0)
+            jstr("plain", insts[plain].d->name, 1);
+        printf("\"cycles\":%zu,\"timer_ns\":%lld,\"median_ns\":%.0f,\"p10_ns\":%lld,\"p90_ns\":%lld,"
+               "\"last_token\":%llu,\"vs_base\":%.4f",
+               n, (long long)R.oh, med[i], (long long)pct(R.t[i], n, 10),
+               (long long)pct(R.t[i], n, 90), (unsigned long long)insts[i].token, ratio(med[i], med[0]));
+        if (plain >= 0)
+            printf(",\"vs_plain\":%.4f,\"minus_plain_ns\":%.0f", ratio(med[i], med[plain]),
+                   med[i] - med[plain]);
+        printf("}\n");
+    }
+    fflush(stdout);
+    rounds_free(&R);
+    free(med);
+    for (int i = 0; i < nsys; i++)
+        inst_close(&insts[i]);
+    free(insts);
+    return 0;
+}
+
 /* ------------------------------------------------------ crash recovery */
 
 static int cmd_crash(int argc, char **argv)
@@ -1027,7 +1549,8 @@ static int cmd_list(void)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        die("usage: lockbench list|uncontended|contended|threads|crash|hold|dirsize|populate ...");
+        die("usage: lockbench list|uncontended|contended|threads|crash|hold|dirsize|populate|"
+            "readers|mixed|fencing ...");
     /* 1,000 held locks need 1,000 descriptors for some systems */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
@@ -1053,5 +1576,11 @@ int main(int argc, char **argv)
         return cmd_cycles(argc, argv);
     if (strcmp(cmd, "populate") == 0)
         return cmd_populate(argc, argv);
+    if (strcmp(cmd, "readers") == 0)
+        return cmd_readers(argc, argv);
+    if (strcmp(cmd, "mixed") == 0)
+        return cmd_mixed(argc, argv);
+    if (strcmp(cmd, "fencing") == 0)
+        return cmd_fencing(argc, argv);
     die("unknown command %s", cmd);
 }
