@@ -408,6 +408,14 @@ impl Locker {
         loop {
             let (holder, expires_at) =
                 match shared::drain(&self.entry, self.method.name(), kernel, self.expire)? {
+                    // Found empty at once: nothing happened since the gate
+                    // was taken that a re-check could see, short of a break
+                    // by an expire shorter than that instant, which is no
+                    // different from a break right after the grant (the
+                    // holder learns it at its next check). After a wait, the
+                    // gate is checked: a writer stopped while it waited may
+                    // have been broken.
+                    Drain::Empty if waiter.is_none() => return Ok(true),
                     Drain::Empty => {
                         return match self.backend.check(&self.entry, gate) {
                             Ok(()) => Ok(true),
@@ -592,7 +600,12 @@ impl Locker {
         let t = self.counter.draw(&self.entry)?;
         // Drawn while held, or not at all: a holder broken before it drew
         // learns it here instead of getting a number above the breaker's.
-        self.check()?;
+        // (The lock's own check only: a replaced lock directory has a
+        // counter of its own, and is reported by `check`.)
+        match &h.shared {
+            Some(sh) => sh.check()?,
+            None => self.backend.check(&self.entry, &h.token)?,
+        }
         match h
             .fence
             .compare_exchange(0, t, Ordering::AcqRel, Ordering::Acquire)
