@@ -80,15 +80,33 @@ fn open_dir(entry: &Entry) -> Result<Option<OwnedFd>> {
 /// start over.
 pub fn create(entry: &Entry, stamp: &Stamp, kernel: bool) -> Result<Option<SharedHold>> {
     let name = dir_name(entry);
-    match sys::mkdirat(entry.dirfd(), &sys::cname(&name), 0o777) {
-        Ok(()) | Err(libc::EEXIST) => {}
-        Err(e) => return Err(Error::os("mkdir", entry.path_of(&name), e)),
-    }
-    let Some(dir) = open_dir(entry)? else {
-        return Ok(None);
+    let dir = match open_dir(entry)? {
+        Some(dir) => dir,
+        None => {
+            match sys::mkdirat(entry.dirfd(), &sys::cname(&name), 0o777) {
+                Ok(()) | Err(libc::EEXIST) => {}
+                Err(e) => return Err(Error::os("mkdir", entry.path_of(&name), e)),
+            }
+            let Some(dir) = open_dir(entry)? else {
+                return Ok(None);
+            };
+            dir
+        }
     };
     let dfd = dir.as_raw_fd();
-    refuse_other_method(entry, dfd, stamp.method)?;
+    // The marker `m.<method>` says which method the shared holders here
+    // use; without it (a new directory, or one whose maker died before
+    // writing it) the entries themselves are asked, and the marker made.
+    let marker = sys::cname(&format!("m.{}", stamp.method));
+    if sys::lstatat(dfd, &marker).is_err() {
+        refuse_other_method(entry, dfd, stamp.method)?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW;
+        match sys::openat(dfd, &marker, flags, 0o666) {
+            Ok(_) => {}
+            Err(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(Error::os("open", entry.path_of(&name), e)),
+        }
+    }
     let tmp = sys::cname(&format!("~r.{}", stamp.token));
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
     let file = match sys::openat(dfd, &tmp, flags, 0o666) {
@@ -264,7 +282,7 @@ fn scan(
     let names =
         sys::list_dir(dfd).map_err(|e| Error::os("readdir", entry.path_of(&dir_name(entry)), e))?;
     for name in names {
-        if name.starts_with(b"~r.") {
+        if name.starts_with(b"~r.") || name.starts_with(b"m.") {
             continue;
         }
         if parse_name(&name).is_none() {
@@ -347,7 +365,7 @@ pub fn drain(entry: &Entry, method: &str, kernel: bool, expire: Expire) -> Resul
         // into place: never holders (they were made under a gate that we
         // hold now).
         for name in sys::list_dir(dir.as_raw_fd()).unwrap_or_default() {
-            if name.starts_with(b"~r.") {
+            if name.starts_with(b"~r.") || name.starts_with(b"m.") {
                 if let Ok(c) = CString::new(name) {
                     let _ = sys::unlinkat(dir.as_raw_fd(), &c, 0);
                 }
