@@ -372,21 +372,16 @@ impl Locker {
                 return Err(e);
             }
         };
-        match self.backend.check(&self.entry, gate) {
-            Ok(()) => {}
+        // Releasing the gate checks it was still ours until that moment
+        // (every method's release does): that is the re-check that makes
+        // the entry count. If it was lost, our entry may have been made
+        // after a writer looked: take it back and start over.
+        match self.backend.release(&self.entry, gate) {
+            Ok(()) => Ok(Some(Some((hold, fence)))),
             Err(Error::LockLost(_)) => {
                 let _ = hold.release();
-                return Ok(None);
+                Ok(None)
             }
-            Err(e) => {
-                let _ = hold.release();
-                return Err(e);
-            }
-        }
-        match self.backend.release(&self.entry, gate) {
-            // Lost only now: our entry was in place before, so whoever has
-            // the gate now sees it.
-            Ok(()) | Err(Error::LockLost(_)) => Ok(Some(Some((hold, fence)))),
             Err(e) => {
                 let _ = hold.release();
                 Err(e)

@@ -549,6 +549,14 @@ fn threads_of(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A fresh random acquisition token (32 hex digits).
+    fn new_token() -> String {
+        crate::sys::random16()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn mine() -> Record {
         Record::new("mkdir", &new_token())
     }

@@ -51,7 +51,6 @@ fn parse_name(name: &[u8]) -> Option<(&str, u64)> {
 pub struct SharedHold {
     dir: OwnedFd,
     file: OwnedFd,
-    st: libc::stat,
     token: String,
     gen: u64,
     path: String,
@@ -138,11 +137,9 @@ pub fn create(entry: &Entry, stamp: &Stamp, kernel: bool) -> Result<Option<Share
             return Err(e);
         }
     }
-    let st = sys::fstat(fd).map_err(|e| Error::os("fstat", path.clone(), e))?;
     Ok(Some(SharedHold {
         dir,
         file,
-        st,
         token: stamp.token.clone(),
         gen: 0,
         path,
@@ -192,8 +189,10 @@ impl SharedHold {
 
     /// `Ok` while our entry is still there.
     pub fn check(&self) -> Result<()> {
+        let mine = sys::fstat(self.file.as_raw_fd())
+            .map_err(|e| Error::os("fstat", self.path.clone(), e))?;
         match sys::lstatat(self.dir.as_raw_fd(), &entry_file(&self.token, self.gen)) {
-            Ok(st) if sys::same_inode(&st, &self.st) => Ok(()),
+            Ok(st) if sys::same_inode(&st, &mine) => Ok(()),
             Ok(_) | Err(libc::ENOENT) => Err(lost(&self.path)),
             Err(e) => Err(Error::os("stat", self.path.clone(), e)),
         }

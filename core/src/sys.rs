@@ -1,37 +1,78 @@
-//! Thin, safe wrappers over the Linux system calls the lock methods use.
+//! Thin wrappers over the Linux system calls the lock methods use, made
+//! with rustix where it has a typed API; libc is used only for the
+//! byte-range open file description locks (`F_OFD_SETLK`, `F_OFD_SETLKW`,
+//! `F_OFD_GETLK`, which rustix does not offer) and for `dup3` onto a number
+//! the caller does not own exclusively (see [`dup3`]).
+//!
 //! Every wrapper returns the raw `errno` on failure so callers can decide
-//! what a given error means for their protocol step. Every descriptor is
-//! opened close-on-exec.
+//! what a given error means for their protocol step, takes descriptor
+//! numbers and C strings as the rest of the crate keeps them, and returns
+//! `libc::stat` for stat results. Every descriptor is opened close-on-exec.
+//! rustix does not retry on `EINTR`: the wrappers that must not fail with
+//! it retry themselves, as noted on each.
 
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, UTIME_NOW};
+use rustix::io::Errno;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `Err(errno)` of a failed call.
 pub type SysResult<T> = std::result::Result<T, i32>;
 
+/// The `errno` a failed libc call left.
 fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
 }
 
-fn cvt(ret: libc::c_int) -> SysResult<libc::c_int> {
-    if ret < 0 {
-        Err(errno())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Retries a call while it fails with `EINTR`.
-fn retry(mut f: impl FnMut() -> libc::c_int) -> SysResult<libc::c_int> {
+/// Runs `call` again while it fails with `EINTR`.
+fn retry<T>(mut call: impl FnMut() -> SysResult<T>) -> SysResult<T> {
     loop {
-        match cvt(f()) {
+        match call() {
             Err(libc::EINTR) => continue,
             other => return other,
         }
     }
+}
+
+/// Lends the descriptor number `fd` to one rustix call.
+///
+/// The wrappers of this module take descriptor numbers, as the libc calls
+/// they replace did; every caller in the crate passes a descriptor it keeps
+/// open across the call (a `LockDir`'s directory, an `OwnedFd` in hand, a
+/// counter file it owns) or `AT_FDCWD`.
+fn with_fd<T>(
+    fd: RawFd,
+    call: impl FnOnce(BorrowedFd<'_>) -> rustix::io::Result<T>,
+) -> SysResult<T> {
+    if fd == -1 {
+        // The one number a `BorrowedFd` cannot hold; the kernel would say
+        // EBADF.
+        return Err(libc::EBADF);
+    }
+    // SAFETY: `fd` is not -1, and the caller keeps it open while this
+    // function runs (see above). The `BorrowedFd` is handed to `call` by
+    // value under a lifetime `call` is generic over, so neither it nor
+    // anything borrowing from it can outlive this function. rustix only
+    // passes the number to the kernel: a number that is not open makes the
+    // call fail with EBADF, exactly as the libc call did.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    call(fd).map_err(Errno::raw_os_error)
+}
+
+/// [`with_fd`] for calls that take two descriptors.
+fn with_fds<T>(
+    a: RawFd,
+    b: RawFd,
+    call: impl FnOnce(BorrowedFd<'_>, BorrowedFd<'_>) -> rustix::io::Result<T>,
+) -> SysResult<T> {
+    with_fd(a, |a| {
+        with_fd(b, |b| call(a, b)).map_err(Errno::from_raw_os_error)
+    })
 }
 
 /// A C string from a name built by this library (never contains NUL).
@@ -39,38 +80,37 @@ pub fn cname(s: &str) -> CString {
     CString::new(s).expect("library-built names contain no NUL")
 }
 
-/// `openat(dirfd, name, flags | O_CLOEXEC, mode)`.
+/// `openat(dirfd, name, flags | O_CLOEXEC, mode)`, retried on `EINTR`.
 pub fn openat(
     dir: RawFd,
     name: &CStr,
     flags: libc::c_int,
     mode: libc::mode_t,
 ) -> SysResult<OwnedFd> {
-    let fd = retry(|| unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    })?;
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // The O_* and mode bits are the kernel's, the same in libc and rustix.
+    let flags = OFlags::from_bits_retain(flags as u32) | OFlags::CLOEXEC;
+    let mode = Mode::from_bits_retain(mode);
+    retry(|| with_fd(dir, |dir| rustix::fs::openat(dir, name, flags, mode)))
 }
 
 /// `mkdirat(dirfd, name, mode)`.
 pub fn mkdirat(dir: RawFd, name: &CStr, mode: libc::mode_t) -> SysResult<()> {
-    cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) }).map(drop)
+    with_fd(dir, |dir| {
+        rustix::fs::mkdirat(dir, name, Mode::from_bits_retain(mode))
+    })
 }
 
 /// `renameat(from_dir, from, to_dir, to)`.
 pub fn renameat_between(from_dir: RawFd, from: &CStr, to_dir: RawFd, to: &CStr) -> SysResult<()> {
-    cvt(unsafe { libc::renameat(from_dir, from.as_ptr(), to_dir, to.as_ptr()) }).map(drop)
+    with_fds(from_dir, to_dir, |a, b| {
+        rustix::fs::renameat(a, from, b, to)
+    })
 }
 
 /// `unlinkat(dirfd, name, flags)`.
 pub fn unlinkat(dir: RawFd, name: &CStr, flags: libc::c_int) -> SysResult<()> {
-    cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), flags) }).map(drop)
+    let flags = AtFlags::from_bits_retain(flags as u32);
+    with_fd(dir, |dir| rustix::fs::unlinkat(dir, name, flags))
 }
 
 /// `linkat(from_dir, from, to_dir, to, flags)`.
@@ -81,36 +121,74 @@ pub fn linkat(
     to: &CStr,
     flags: libc::c_int,
 ) -> SysResult<()> {
-    cvt(unsafe { libc::linkat(from_dir, from.as_ptr(), to_dir, to.as_ptr(), flags) }).map(drop)
+    let flags = AtFlags::from_bits_retain(flags as u32);
+    with_fds(from_dir, to_dir, |a, b| {
+        rustix::fs::linkat(a, from, b, to, flags)
+    })
+}
+
+/// rustix's stat result as the `libc::stat` the rest of the crate uses.
+fn to_libc(st: &rustix::fs::Stat) -> libc::stat {
+    // SAFETY: `libc::stat` is a C struct of integer fields and integer
+    // padding, for which all-zero bytes are a valid value; its padding
+    // fields are private, so it cannot be built with a struct literal.
+    let mut out: libc::stat = unsafe { std::mem::zeroed() };
+    out.st_dev = st.st_dev as _;
+    out.st_ino = st.st_ino as _;
+    out.st_nlink = st.st_nlink as _;
+    out.st_mode = st.st_mode as _;
+    out.st_uid = st.st_uid as _;
+    out.st_gid = st.st_gid as _;
+    out.st_rdev = st.st_rdev as _;
+    out.st_size = st.st_size as _;
+    out.st_blksize = st.st_blksize as _;
+    out.st_blocks = st.st_blocks as _;
+    out.st_atime = st.st_atime as _;
+    out.st_atime_nsec = st.st_atime_nsec as _;
+    out.st_mtime = st.st_mtime as _;
+    out.st_mtime_nsec = st.st_mtime_nsec as _;
+    out.st_ctime = st.st_ctime as _;
+    out.st_ctime_nsec = st.st_ctime_nsec as _;
+    out
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
 pub fn lstatat(dir: RawFd, name: &CStr) -> SysResult<libc::stat> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(st)
+    with_fd(dir, |dir| {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+    })
+    .map(|st| to_libc(&st))
 }
 
 /// `fstat(fd)`.
 pub fn fstat(fd: RawFd) -> SysResult<libc::stat> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st)
+    with_fd(fd, |fd| rustix::fs::fstat(fd)).map(|st| to_libc(&st))
 }
 
 /// `fstatat(dir, name)` following a final symlink.
 pub fn statat(dir: RawFd, name: &CStr) -> SysResult<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: name is NUL-terminated; st is writable.
-    cvt(unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), 0) })?;
-    // SAFETY: fstatat succeeded, so st is initialised.
-    Ok(unsafe { st.assume_init() })
+    with_fd(dir, |dir| rustix::fs::statat(dir, name, AtFlags::empty())).map(|st| to_libc(&st))
 }
 
-/// `dup3(from, to, O_CLOEXEC)`: makes `to` name what `from` names.
+/// `dup3(from, to, O_CLOEXEC)`, retried on `EINTR`: makes `to` name what
+/// `from` names.
+///
+/// Made with libc: rustix's `dup3` takes the target as `&mut OwnedFd`,
+/// which would claim sole ownership of `to`, while the one caller
+/// (`LockDir::tmp_dir`) replaces a number that other threads may be using
+/// at that very moment (that is the point: they see either directory).
 pub fn dup3(from: RawFd, to: RawFd) -> SysResult<()> {
-    // SAFETY: plain descriptor numbers; `to` is the caller's own.
-    retry(|| unsafe { libc::dup3(from, to, libc::O_CLOEXEC) }).map(drop)
+    retry(|| {
+        // SAFETY: dup3 takes two descriptor numbers and no pointers; it
+        // cannot touch this process's memory. An invalid `from` or `to`
+        // fails with EBADF. `to` is the caller's own descriptor, which the
+        // caller means to replace.
+        if unsafe { libc::dup3(from, to, libc::O_CLOEXEC) } < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    })
 }
 
 /// True when two stat results name the same inode.
@@ -125,94 +203,85 @@ pub fn mtime(st: &libc::stat) -> SystemTime {
     UNIX_EPOCH + Duration::new(secs, nsec)
 }
 
-/// Sets a file's times to now: `utimensat(dirfd, name, NULL, AT_SYMLINK_NOFOLLOW)`.
+/// Both times of a file set to "now" (`UTIME_NOW`, what a NULL `times`
+/// argument means to `utimensat` and `futimens`).
+const NOW: Timestamps = Timestamps {
+    last_access: Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    },
+    last_modification: Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    },
+};
+
+/// Sets a file's times to now: `utimensat(dirfd, name, NOW, AT_SYMLINK_NOFOLLOW)`.
 pub fn touchat(dir: RawFd, name: &CStr) -> SysResult<()> {
-    cvt(unsafe {
-        libc::utimensat(
-            dir,
-            name.as_ptr(),
-            std::ptr::null(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    with_fd(dir, |dir| {
+        rustix::fs::utimensat(dir, name, &NOW, AtFlags::SYMLINK_NOFOLLOW)
     })
-    .map(drop)
 }
 
 /// Sets an open file's times to now.
 pub fn futimens_now(fd: RawFd) -> SysResult<()> {
-    cvt(unsafe { libc::futimens(fd, std::ptr::null()) }).map(drop)
+    with_fd(fd, |fd| rustix::fs::futimens(fd, &NOW))
 }
 
-/// Writes all of `buf` at `offset`.
+/// Writes all of `buf` at `offset`, retrying on `EINTR` and short writes.
 pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut offset: i64) -> SysResult<()> {
     while !buf.is_empty() {
-        let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        // A negative offset reaches the kernel as one and fails with EINVAL.
+        let n = retry(|| with_fd(fd, |fd| rustix::io::pwrite(fd, buf, offset as u64)))?;
         if n == 0 {
             return Err(libc::EIO);
         }
-        buf = &buf[n as usize..];
+        buf = &buf[n..];
         offset += n as i64;
     }
     Ok(())
 }
 
-/// Reads at most `max` bytes from offset 0.
+/// Reads at most `max` bytes from offset 0, retrying on `EINTR` and short
+/// reads until end of file.
 pub fn pread_upto(fd: RawFd, max: usize) -> SysResult<Vec<u8>> {
     let mut out = vec![0u8; max];
     let mut got = 0usize;
     while got < max {
-        let n = unsafe { libc::pread(fd, out[got..].as_mut_ptr().cast(), max - got, got as i64) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = retry(|| with_fd(fd, |fd| rustix::io::pread(fd, &mut out[got..], got as u64)))?;
         if n == 0 {
             break;
         }
-        got += n as usize;
+        got += n;
     }
     out.truncate(got);
     Ok(out)
 }
 
-/// `ftruncate(fd, len)`.
+/// `ftruncate(fd, len)`, retried on `EINTR`.
 pub fn ftruncate(fd: RawFd, len: i64) -> SysResult<()> {
-    retry(|| unsafe { libc::ftruncate(fd, len) }).map(drop)
+    retry(|| with_fd(fd, |fd| rustix::fs::ftruncate(fd, len as u64)))
 }
 
 /// The names in a directory (without `.` and `..`), read through a
-/// duplicate of `dirfd` so the caller's descriptor stays open.
+/// duplicate of `dirfd` (rewound to the start) so the caller's descriptor
+/// stays open. Fails with `ENOTDIR` on anything but a directory; an error
+/// while reading ends the list (the names read so far are returned).
 pub fn list_dir(dirfd: RawFd) -> SysResult<Vec<Vec<u8>>> {
-    let dup = cvt(unsafe { libc::fcntl(dirfd, libc::F_DUPFD_CLOEXEC, 0) })?;
-    let dirp = unsafe { libc::fdopendir(dup) };
-    if dirp.is_null() {
-        let e = errno();
-        unsafe { libc::close(dup) };
-        return Err(e);
+    let dup = with_fd(dirfd, |fd| rustix::io::fcntl_dupfd_cloexec(fd, 0))?;
+    let st = rustix::fs::fstat(&dup).map_err(Errno::raw_os_error)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+        return Err(libc::ENOTDIR);
     }
-    unsafe { libc::rewinddir(dirp) };
+    let mut dir = rustix::fs::Dir::new(dup).map_err(Errno::raw_os_error)?;
+    dir.rewind();
     let mut names = Vec::new();
-    loop {
-        let ent = unsafe { libc::readdir(dirp) };
-        if ent.is_null() {
-            break;
-        }
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+    while let Some(Ok(ent)) = dir.read() {
+        let name = ent.file_name().to_bytes();
         if name != b"." && name != b".." {
             names.push(name.to_vec());
         }
     }
-    unsafe { libc::closedir(dirp) };
     Ok(names)
 }
 
@@ -228,6 +297,9 @@ pub enum LockKind {
 }
 
 fn flock_for(kind: LockKind, start: i64, len: i64) -> libc::flock {
+    // SAFETY: `libc::flock` is a C struct of integer fields (and, on some
+    // targets, private integer padding), for which all-zero bytes are a
+    // valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = match kind {
         LockKind::Read => libc::F_RDLCK,
@@ -241,12 +313,30 @@ fn flock_for(kind: LockKind, start: i64, len: i64) -> libc::flock {
     fl
 }
 
-/// `F_OFD_SETLK`: `Ok(true)` when taken (or released), `Ok(false)` when
-/// another open file description holds a conflicting lock.
+/// `fcntl(fd, cmd, fl)` for the three OFD lock commands, which rustix does
+/// not offer for byte ranges (its `fcntl_lock` locks whole files only).
+fn ofd_fcntl(fd: RawFd, cmd: libc::c_int, fl: &mut libc::flock) -> SysResult<()> {
+    debug_assert!(matches!(
+        cmd,
+        libc::F_OFD_SETLK | libc::F_OFD_SETLKW | libc::F_OFD_GETLK
+    ));
+    // SAFETY: for F_OFD_SETLK, F_OFD_SETLKW and F_OFD_GETLK the third
+    // argument is a pointer to one `struct flock`, which the kernel reads
+    // (and, for F_OFD_GETLK, overwrites); `fl` is a valid, exclusive
+    // reference to one for the whole call. A bad `fd` fails with EBADF.
+    if unsafe { libc::fcntl(fd, cmd, fl as *mut libc::flock) } < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `F_OFD_SETLK`, retried on `EINTR`: `Ok(true)` when taken (or released),
+/// `Ok(false)` when another open file description holds a conflicting lock.
 pub fn ofd_try(fd: RawFd, kind: LockKind, start: i64, len: i64) -> SysResult<bool> {
-    let fl = flock_for(kind, start, len);
-    match retry(|| unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) }) {
-        Ok(_) => Ok(true),
+    let mut fl = flock_for(kind, start, len);
+    match retry(|| ofd_fcntl(fd, libc::F_OFD_SETLK, &mut fl)) {
+        Ok(()) => Ok(true),
         Err(libc::EAGAIN) | Err(libc::EACCES) => Ok(false),
         Err(e) => Err(e),
     }
@@ -255,188 +345,171 @@ pub fn ofd_try(fd: RawFd, kind: LockKind, start: i64, len: i64) -> SysResult<boo
 /// `F_OFD_SETLKW`: blocks until taken. `EINTR` is returned to the caller,
 /// which decides whether to go on waiting.
 pub fn ofd_wait(fd: RawFd, kind: LockKind, start: i64, len: i64) -> SysResult<()> {
-    let fl = flock_for(kind, start, len);
-    cvt(unsafe { libc::fcntl(fd, libc::F_OFD_SETLKW, &fl) }).map(drop)
+    let mut fl = flock_for(kind, start, len);
+    ofd_fcntl(fd, libc::F_OFD_SETLKW, &mut fl)
 }
 
-/// `F_OFD_GETLK`: true when some other open file description holds a lock
-/// that conflicts with `kind` on the range.
+/// `F_OFD_GETLK`, retried on `EINTR`: true when some other open file
+/// description holds a lock that conflicts with `kind` on the range.
 pub fn ofd_conflict(fd: RawFd, kind: LockKind, start: i64, len: i64) -> SysResult<bool> {
     let mut fl = flock_for(kind, start, len);
-    retry(|| unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) })?;
+    retry(|| ofd_fcntl(fd, libc::F_OFD_GETLK, &mut fl))?;
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// 16 random bytes from `getrandom(2)`.
+/// 16 random bytes from `getrandom(2)` (retried on `EINTR`); without it,
+/// bytes made from the time, the PID and an address.
 pub fn random16() -> [u8; 16] {
     let mut buf = [0u8; 16];
     let mut got = 0;
     while got < buf.len() {
-        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
+        match rustix::rand::getrandom(&mut buf[got..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => got += n,
+            Err(Errno::INTR) => continue,
+            Err(_) => {
+                // No getrandom: fall back to time, pid and an address.
+                // Tokens need uniqueness, not secrecy.
+                let t = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mix = (t.as_nanos() as u64)
+                    ^ ((std::process::id() as u64) << 32)
+                    ^ (&buf as *const _ as u64);
+                buf[..8].copy_from_slice(&mix.to_le_bytes());
+                buf[8..].copy_from_slice(&(t.as_secs() ^ mix.rotate_left(17)).to_le_bytes());
+                return buf;
             }
-            // No getrandom: fall back to time, pid and an address. Tokens
-            // need uniqueness, not secrecy.
-            let t = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let mix = (t.as_nanos() as u64)
-                ^ ((std::process::id() as u64) << 32)
-                ^ (&buf as *const _ as u64);
-            buf[..8].copy_from_slice(&mix.to_le_bytes());
-            buf[8..].copy_from_slice(&(t.as_secs() ^ mix.rotate_left(17)).to_le_bytes());
-            return buf;
         }
-        got += n as usize;
     }
     buf
 }
 
-/// `pidfd_open(pid, 0)`.
+/// `pidfd_open(pid, 0)` (close-on-exec by definition).
 pub fn pidfd_open(pid: u32) -> SysResult<OwnedFd> {
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
-    if ret < 0 {
-        return Err(errno());
-    }
-    let fd = ret as RawFd;
-    // pidfds are close-on-exec by definition.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // PID 0 and numbers beyond `pid_t` are no process: EINVAL, as the
+    // kernel says.
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(libc::EINVAL)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(Errno::raw_os_error)
 }
 
 /// An inotify instance watching one directory.
 pub struct Inotify {
     fd: OwnedFd,
-    wd: libc::c_int,
+    wd: i32,
 }
 
 /// A new inotify instance (close-on-exec, non-blocking).
 pub fn inotify_new() -> SysResult<OwnedFd> {
-    let fd = cvt(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rustix::fs::inotify::{self, CreateFlags};
+    inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).map_err(Errno::raw_os_error)
 }
 
 impl Inotify {
     /// Makes the instance `fd` watch the directory open at `dirfd` for
-    /// `mask` events. On failure the instance is handed back.
+    /// `mask` events (`IN_*` bits). On failure the instance is handed back.
     pub fn watch_dir(
         fd: OwnedFd,
         dirfd: RawFd,
         mask: u32,
     ) -> std::result::Result<Inotify, OwnedFd> {
+        use rustix::fs::inotify::{self, WatchFlags};
         let path = cname(&format!("/proc/self/fd/{dirfd}"));
-        let wd = unsafe {
-            libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask | libc::IN_ONLYDIR)
-        };
-        if wd < 0 {
-            return Err(fd);
+        let flags = WatchFlags::from_bits_retain(mask) | WatchFlags::ONLYDIR;
+        match inotify::add_watch(&fd, path.as_c_str(), flags) {
+            Ok(wd) => Ok(Inotify { fd, wd }),
+            Err(_) => Err(fd),
         }
-        Ok(Inotify { fd, wd })
     }
 
     /// Removes the watch and hands back the instance, with its queue
     /// drained, for reuse (closing an instance that had a watch waits for
     /// an RCU grace period: milliseconds).
     pub fn unwatch(self) -> OwnedFd {
-        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), self.wd) };
-        drain(self.fd.as_raw_fd());
+        let _ = rustix::fs::inotify::remove_watch(&self.fd, self.wd);
+        drain(self.fd.as_fd());
         self.fd
     }
 
     /// The descriptor to poll.
     pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
     }
 
     /// Reads pending events; true if one names `name` (or the queue
     /// overflowed, or the directory itself went away).
     pub fn drain_matches(&self, name: &[u8]) -> bool {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        let gone = ReadFlags::QUEUE_OVERFLOW
+            | ReadFlags::IGNORED
+            | ReadFlags::DELETE_SELF
+            | ReadFlags::MOVE_SELF;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut events = Reader::new(&self.fd, &mut buf);
         let mut hit = false;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return hit;
-            }
-            let n = n as usize;
-            let mut off = 0usize;
-            let hdr = std::mem::size_of::<libc::inotify_event>();
-            while off + hdr <= n {
-                // SAFETY: the kernel writes whole events; read unaligned.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
-                let len = ev.len as usize;
-                let raw = &buf[(off + hdr).min(n)..(off + hdr + len).min(n)];
-                let ename = raw.split(|&b| b == 0).next().unwrap_or(&[]);
-                if ev.mask
-                    & (libc::IN_Q_OVERFLOW
-                        | libc::IN_IGNORED
-                        | libc::IN_DELETE_SELF
-                        | libc::IN_MOVE_SELF)
-                    != 0
-                    || ename == name
-                {
-                    hit = true;
-                }
-                off += hdr + len;
+        // Until the queue is empty (EAGAIN) or a read fails.
+        while let Ok(ev) = events.next() {
+            let ename = ev.file_name().map_or(&[][..], CStr::to_bytes);
+            if ev.events().intersects(gone) || ename == name {
+                hit = true;
             }
         }
+        hit
     }
 }
 
 /// Discards whatever events are queued on an inotify instance.
-pub fn drain(fd: RawFd) {
+fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 4096];
-    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    while matches!(rustix::io::read(fd, &mut buf[..]), Ok(n) if n > 0) {}
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: no
 /// limit). Returns the indexes that are readable (empty on timeout or when
 /// a signal interrupted the wait: the caller re-checks its deadline).
 pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> SysResult<Vec<usize>> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    use rustix::event::{PollFd, PollFlags};
+    if fds.contains(&-1) {
+        return Err(libc::EBADF);
+    }
+    let borrowed: Vec<BorrowedFd<'_>> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        // SAFETY: no number is -1 (checked above), and the caller keeps
+        // every descriptor in `fds` open while this function runs (wait.rs
+        // passes the inotify instance and the pidfd its `Waiter` owns);
+        // the borrows live in locals dropped before it returns.
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
         .collect();
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
+    let mut pfds: Vec<PollFd<'_>> = borrowed
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64 / 2) as i64,
+        tv_nsec: d.subsec_nanos() as _,
     });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let n = unsafe {
-        libc::ppoll(
-            pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
-            tsp,
-            std::ptr::null(),
-        )
-    };
-    if n < 0 {
-        let e = errno();
-        return if e == libc::EINTR {
-            Ok(Vec::new())
-        } else {
-            Err(e)
-        };
+    match rustix::event::poll(&mut pfds, ts.as_ref()) {
+        Ok(_) => {}
+        Err(Errno::INTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.raw_os_error()),
     }
     Ok(pfds
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.revents != 0)
+        .filter(|(_, p)| !p.revents().is_empty())
         .map(|(i, _)| i)
         .collect())
 }
 
-/// Sleeps for `d` (used only by the fallback poll when nothing can be watched).
+/// Sleeps for all of `d` (used only by the fallback poll when nothing can
+/// be watched, and between tries of a short guard). A signal does not end
+/// the sleep early: `std::thread::sleep` goes back to sleep for the time
+/// that remains after every interruption.
 pub fn sleep(d: Duration) {
-    let _ = poll_readable(&[], Some(d));
+    std::thread::sleep(d);
 }
 
 /// This process's PID, cached (see `forksafe::pid`).
@@ -447,39 +520,25 @@ pub fn pid() -> u32 {
 /// Appends one byte to `fd` (opened `O_APPEND`) and returns the file offset
 /// after it: the file's new size at the moment of this very write (the
 /// kernel decides where an append goes and moves the description's offset
-/// in one step, under the inode's lock).
+/// in one step, under the inode's lock). The write is retried on `EINTR`.
 pub fn append_byte(fd: RawFd) -> SysResult<u64> {
-    let b = [b'\n'];
-    loop {
-        // SAFETY: `b` is a readable one-byte buffer.
-        let n = unsafe { libc::write(fd, b.as_ptr().cast(), 1) };
-        if n == 1 {
-            break;
+    with_fd(fd, |fd| {
+        loop {
+            match rustix::io::write(fd, b"\n") {
+                Ok(1) => break,
+                Ok(_) => return Err(Errno::IO),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        if n < 0 && errno() == libc::EINTR {
-            continue;
-        }
-        return Err(if n < 0 { errno() } else { libc::EIO });
-    }
-    // SAFETY: lseek on any descriptor is safe.
-    let off = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
-    if off < 0 {
-        return Err(errno());
-    }
-    Ok(off as u64)
+        rustix::fs::tell(fd)
+    })
 }
 
 /// Frees the blocks of `[0, len)` keeping the size (best effort: an error
 /// only means the file keeps its blocks).
 pub fn punch_hole(fd: RawFd, len: i64) -> SysResult<()> {
-    // SAFETY: fallocate on any descriptor is safe.
-    cvt(unsafe {
-        libc::fallocate(
-            fd,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            len,
-        )
-    })
-    .map(drop)
+    use rustix::fs::FallocateFlags;
+    let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    with_fd(fd, |fd| rustix::fs::fallocate(fd, mode, 0, len as u64))
 }

@@ -38,10 +38,6 @@ pub struct KernelLock {
     waiting: bool,
 }
 
-// `libc::stat` is plain data.
-unsafe impl Send for KernelLock {}
-unsafe impl Sync for KernelLock {}
-
 fn fcntl_err(entry: &Entry, e: i32) -> Error {
     entry.err("fcntl(F_OFD_SETLK)", e)
 }

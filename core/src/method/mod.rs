@@ -38,6 +38,12 @@ pub enum HolderHandle {
 }
 
 /// The outcome of one acquisition attempt.
+// `Busy` is much larger than the other variants (a `Holder` carries a
+// parsed owner record). Not boxed: an `Attempt` is returned by value once
+// per attempt and matched at once, so moving 200-odd bytes costs nothing
+// next to the system calls every attempt makes, while a box would cost an
+// allocation on every contended attempt, the common case while waiting.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Attempt {
     /// The lock is ours.

@@ -24,10 +24,6 @@ pub struct OpenCreateLock {
     contended: bool,
 }
 
-// `libc::stat` is plain data.
-unsafe impl Send for OpenCreateLock {}
-unsafe impl Sync for OpenCreateLock {}
-
 fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
     // Read-write, since breaking takes a write lock on it; read-only where
     // we may not write it (breaking then fails with a clear EBADF).
