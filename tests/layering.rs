@@ -30,9 +30,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("method", 4),
     ("fence", 4),
     ("shared", 4),
-    ("locker", 5),
-    ("open_locked", 6),
-    ("lib", 7),
+    ("backing", 4),
+    ("dirlock", 5),
+    ("locker", 6),
+    ("open_locked", 7),
+    ("lib", 8),
 ];
 
 /// Uses within one layer that are allowed: (user, used).
@@ -148,7 +150,10 @@ fn core_modules_use_only_lower_layers() {
         bad.join("\n")
     );
     // The forksafe module, the bottom layer, names no other module at all.
-    assert!(graph.get("forksafe").is_none_or(|v| v.is_empty()), "{graph:?}");
+    assert!(
+        graph.get("forksafe").is_none_or(|v| v.is_empty()),
+        "{graph:?}"
+    );
 }
 
 #[test]

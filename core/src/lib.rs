@@ -10,8 +10,8 @@
 //! Layers, each using only those before it (`tests/layering.rs` checks):
 //! `forksafe`, `error`, `options`, `sha256`, `testing` (no other module) <-
 //! `sys` (system calls) <- `name`, `owner`, `lockdir` <- `wait` <-
-//! `method/*`, `fence`, `shared` (one protocol step each) <- `locker` <-
-//! `open_locked`.
+//! `method/*`, `fence`, `shared` (one protocol step each), `backing` <-
+//! `dirlock` (the lock-directory methods) <- `locker` <- `open_locked`.
 //!
 //! ```
 //! use locking_core::{Locker, Method, Mode, Timeout, Expire};
@@ -32,6 +32,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod backing;
+mod dirlock;
 pub mod error;
 mod fence;
 #[doc(hidden)]
@@ -50,8 +52,9 @@ mod sys;
 pub mod testing;
 mod wait;
 
+pub use backing::HolderInfo;
 pub use error::{Error, Result};
-pub use locker::{Guard, HolderInfo, Locker};
+pub use locker::{Guard, Locker};
 pub use open_locked::{open_locked, LockedFile};
 pub use options::{Expire, Method, Mode, Timeout};
 pub use owner::{Liveness, Record};
