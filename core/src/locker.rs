@@ -1,7 +1,7 @@
 //! `Locker`: the public lock on a name, in a lock directory (the mkdir,
 //! opencreate, kernel and fake methods, `dirlock.rs`) or in a lock service.
 //! It checks what every method shares (one acquisition at a time, the
-//! Locker's own timeout) and hands the rest to its [`Backing`].
+//! Locker's own timeout) and hands the rest to its `Backing`.
 
 use crate::backing::{Backing, HolderInfo};
 use crate::dirlock::DirLocker;
