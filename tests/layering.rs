@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("method", 4),
     ("fence", 4),
     ("shared", 4),
+    ("queue", 4),
     ("backing", 4),
     ("dirlock", 5),
     ("locker", 6),
@@ -38,7 +39,11 @@ const LAYERS: &[(&str, u32)] = &[
 ];
 
 /// Uses within one layer that are allowed: (user, used).
-const SAME_LAYER: &[(&str, &str)] = &[("shared", "method")];
+const SAME_LAYER: &[(&str, &str)] = &[
+    ("shared", "method"),
+    ("queue", "method"),
+    ("queue", "fence"),
+];
 
 fn layer(m: &str) -> u32 {
     LAYERS

@@ -9,7 +9,8 @@ use crate::lockdir::{Entry, LockDir};
 use crate::method::{self, Attempt, Backend, Holder, Stale};
 use crate::name;
 use crate::options::{Expire, Method, Mode, Timeout};
-use crate::owner::{self, Liveness, Stamp};
+use crate::owner::{self, Identity, Liveness, Stamp};
+use crate::queue::{self, Place, Ticket};
 use crate::shared::{self, Drain, SharedHold};
 use crate::wait::{Waiter, Woke};
 use std::path::Path;
@@ -357,14 +358,65 @@ impl DirLocker {
     /// Takes the method's own entry (the gate of docs/PROTOCOL.md, "Shared
     /// locks"), waiting until `deadline`: returns the acquisition's token.
     fn take_gate(&mut self, deadline: Option<Instant>, timeout: Timeout) -> Result<String> {
+        // Waiting on the entry itself (as the head of the queue).
         let mut waiter: Option<Waiter> = None;
-        let result = loop {
+        // Waiting for the queue to move (behind others).
+        let mut queue_waiter: Option<(Vec<u8>, Waiter)> = None;
+        let mut ticket: Option<Ticket> = None;
+        // Others are queued: join the queue behind them, never barge in.
+        let queued = if self.method == Method::Fake {
+            Ok(false)
+        } else {
+            queue::occupied(&self.entry)
+        };
+        let result = match queued {
+            Ok(true) => self.enqueue().map(|t| ticket = Some(t)),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let result = result.and_then(|()| loop {
+            if let Some(t) = &ticket {
+                let watched = |who: &Identity| {
+                    queue_waiter
+                        .as_ref()
+                        .is_some_and(|(_, w)| w.watching(who))
+                };
+                match t.place(self.expire, watched)? {
+                    Place::Head => {}
+                    Place::Lost => {
+                        // Our ticket was judged stale (we were stopped
+                        // longer than someone's expire): queue again.
+                        ticket = Some(self.enqueue()?);
+                        continue;
+                    }
+                    Place::Behind {
+                        ahead_name,
+                        ahead,
+                        expires_at,
+                    } => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break Err(self.timed_out(timeout));
+                        }
+                        if queue_waiter.as_ref().map_or(true, |(n, _)| *n != ahead_name) {
+                            // Watch first, then look again: the ticket ahead
+                            // may have gone between our look and the watch.
+                            let w = t.watch(&ahead_name).unwrap_or_else(Waiter::polling);
+                            queue_waiter = Some((ahead_name, w));
+                            continue;
+                        }
+                        let (_, qw) = queue_waiter.as_mut().expect("set above");
+                        let until = match (deadline, expires_at) {
+                            (Some(d), Some(e)) => Some(d.min(e)),
+                            (d, e) => d.or(e),
+                        };
+                        qw.wait(until, ahead.as_ref());
+                        t.refresh();
+                        continue;
+                    }
+                }
+            }
             let record = Stamp::new(self.method.name(), next_token());
-            let attempt = match self.backend.try_acquire(&self.entry, &record) {
-                Ok(a) => a,
-                Err(e) => break Err(e),
-            };
-            let holder = match attempt {
+            let holder = match self.backend.try_acquire(&self.entry, &record)? {
                 Attempt::Acquired => break Ok(record.token),
                 Attempt::Retry => continue,
                 Attempt::Busy(h) => h,
@@ -384,18 +436,21 @@ impl DirLocker {
             let mut busy_elsewhere = false;
             if let Some(why) = stale {
                 crate::testing::before_break();
-                match self.backend.break_stale(&self.entry, holder, why) {
-                    Ok(true) => continue,
-                    Ok(false) => busy_elsewhere = true,
-                    Err(e) => break Err(e),
+                if self.backend.break_stale(&self.entry, holder, why)? {
+                    continue;
                 }
+                busy_elsewhere = true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break Err(self.timed_out(timeout));
             }
             let Some(w) = waiter.as_mut() else {
-                // First failure: set up the watch, then try once more so
-                // that a release between our try and the watch is not missed.
+                // First failure: take a ticket (later lockers queue behind
+                // us), set up the watch, then look once more so that a
+                // release between our try and the watch is not missed.
+                if ticket.is_none() {
+                    ticket = Some(self.enqueue()?);
+                }
                 waiter = Some(Waiter::new(&self.entry, self.backend.wake_mask()));
                 self.backend.waiting(&self.entry, true);
                 if sweep_due() {
@@ -414,14 +469,29 @@ impl DirLocker {
                 (Some(d), Some(e)) => Some(d.min(e)),
                 (d, e) => d.or(e),
             };
-            if w.wait(until, holder_id.as_ref()) == Woke::HolderExited {
+            let woke = w.wait(until, holder_id.as_ref());
+            if let Some(t) = &ticket {
+                t.refresh();
+            }
+            if woke == Woke::HolderExited {
                 continue;
             }
-        };
+        });
         if waiter.is_some() {
             self.backend.waiting(&self.entry, false);
         }
+        if let Some(t) = ticket {
+            t.leave(&self.entry);
+        }
         result
+    }
+
+    fn enqueue(&self) -> Result<Ticket> {
+        queue::enqueue(
+            &self.entry,
+            &self.counter,
+            &Stamp::new(self.method.name(), next_token()),
+        )
     }
 
     /// Decides whether `holder` may be broken now, and if not, when its

@@ -45,6 +45,7 @@ pub mod name;
 pub mod open_locked;
 pub mod options;
 pub mod owner;
+mod queue;
 mod sha256;
 mod shared;
 mod sys;

@@ -84,6 +84,12 @@ impl Waiter {
         })
     }
 
+    /// Wakes only for events on `name` (a directory watch made by
+    /// [`Waiter::on_dir`] otherwise wakes for any name).
+    pub fn only(&mut self, name: &[u8]) {
+        self.name = name.to_vec();
+    }
+
     /// A wait with nothing to watch: polls with a growing interval.
     pub fn polling() -> Waiter {
         Waiter {
