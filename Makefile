@@ -1,6 +1,10 @@
 # liblocking: build and install the C library like any other.
 #
-#   make                        cargo build --release (library and lockrun)
+#   make                        cargo build --release (library and lockrun),
+#                               plus the link target/release/liblocking.so.0
+#                               -> liblocking.so, so that programs linked
+#                               against the uninstalled build with
+#                               -L target/release -llocking find the SONAME
 #   make install                install into $(DESTDIR)$(PREFIX)
 #   make uninstall              remove what install installed
 #
@@ -9,6 +13,7 @@
 #   LIBDIR      $(PREFIX)/lib           (e.g. /usr/lib/x86_64-linux-gnu)
 #   INCLUDEDIR  $(PREFIX)/include
 #   BINDIR      $(PREFIX)/bin
+#   MANDIR      $(PREFIX)/share/man     (lockrun.1 goes to $(MANDIR)/man1)
 #   PKGCONFIGDIR $(LIBDIR)/pkgconfig
 #   DESTDIR     staging root for packagers (not written into locking.pc)
 #   CARGO       cargo
@@ -22,6 +27,7 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 
@@ -54,22 +60,27 @@ pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 all: lib
 
+# cargo writes liblocking.so only; a program linked with -llocking asks the
+# loader for the SONAME, so the uninstalled build gets a link of that name.
 lib:
 	$(CARGO) build --release --target-dir $(CARGO_TARGET_DIR)
+	ln -sfn liblocking.so $(REL)/$(SONAME)
 
 $(ARTIFACTS): $(SOURCES)
 	$(CARGO) build --release --target-dir $(CARGO_TARGET_DIR)
+	ln -sfn liblocking.so $(REL)/$(SONAME)
 
-install: $(ARTIFACTS) include/locking.h include/locking.hpp locking.pc.in
+install: $(ARTIFACTS) include/locking.h include/locking.hpp locking.pc.in man/lockrun.1
 	@test -n "$(VERSION)" || { echo "no version in Cargo.toml" >&2; exit 1; }
 	$(INSTALL) -d "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" \
-		"$(DESTDIR)$(PKGCONFIGDIR)" "$(DESTDIR)$(BINDIR)"
+		"$(DESTDIR)$(PKGCONFIGDIR)" "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1"
 	$(INSTALL) -m 0755 $(REL)/liblocking.so "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
 	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
 	ln -sf $(SONAME) "$(DESTDIR)$(LIBDIR)/liblocking.so"
 	$(INSTALL) -m 0644 $(REL)/liblocking.a "$(DESTDIR)$(LIBDIR)/liblocking.a"
 	$(INSTALL) -m 0644 include/locking.h include/locking.hpp "$(DESTDIR)$(INCLUDEDIR)/"
 	$(INSTALL) -m 0755 $(REL)/lockrun "$(DESTDIR)$(BINDIR)/lockrun"
+	$(INSTALL) -m 0644 man/lockrun.1 "$(DESTDIR)$(MANDIR)/man1/lockrun.1"
 	sed -e 's|@PREFIX@|$(PREFIX)|g' \
 	    -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|g' \
 	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|g' \
@@ -83,4 +94,5 @@ uninstall:
 	rm -f "$(DESTDIR)$(LIBDIR)/$(REALNAME)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" \
 	      "$(DESTDIR)$(LIBDIR)/liblocking.so" "$(DESTDIR)$(LIBDIR)/liblocking.a" \
 	      "$(DESTDIR)$(INCLUDEDIR)/locking.h" "$(DESTDIR)$(INCLUDEDIR)/locking.hpp" \
-	      "$(DESTDIR)$(PKGCONFIGDIR)/locking.pc" "$(DESTDIR)$(BINDIR)/lockrun"
+	      "$(DESTDIR)$(PKGCONFIGDIR)/locking.pc" "$(DESTDIR)$(BINDIR)/lockrun" \
+	      "$(DESTDIR)$(MANDIR)/man1/lockrun.1"

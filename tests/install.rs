@@ -1,7 +1,9 @@
 //! `make install` / `make uninstall` into temporary prefixes, and programs
 //! built from the installed files with nothing but pkg-config's flags:
 //! linked dynamically and statically (which proves `Libs.private` lists
-//! what liblocking.a needs).
+//! what liblocking.a needs). Also the uninstalled build: after a top-level
+//! `make`, a program linked with the README's own `cc ... -L target/release
+//! -llocking -Wl,-rpath,...` line starts and runs.
 //!
 //! The install needs the release build: the test runs `cargo build
 //! --release` in this build's target dir first (from inside `cargo test`
@@ -164,8 +166,9 @@ fn files_under(root: &Path) -> Vec<String> {
     out
 }
 
-fn expected_files(lib: &str, include: &str, bin: &str) -> Vec<String> {
+fn expected_files(lib: &str, include: &str, bin: &str, man: &str) -> Vec<String> {
     let mut v = vec![
+        format!("{man}/man1/lockrun.1"),
         format!("{lib}/liblocking.so.{}", version()),
         format!("{lib}/liblocking.so.{}", major()),
         format!("{lib}/liblocking.so"),
@@ -189,7 +192,11 @@ fn install_to_a_prefix_then_build_with_pkg_config_dynamic_and_static_then_uninst
 
     assert_eq!(
         files_under(&prefix),
-        expected_files("lib", "include", "bin")
+        expected_files("lib", "include", "bin", "share/man")
+    );
+    assert_eq!(
+        fs::read(prefix.join("share/man/man1/lockrun.1")).unwrap(),
+        fs::read(repo().join("man/lockrun.1")).unwrap()
     );
     let lib = prefix.join("lib");
     let real = format!("liblocking.so.{}", version());
@@ -271,12 +278,13 @@ fn destdir_and_custom_dirs_for_packagers() {
     release_built();
     let work = scratch("install", "destdir");
     let stage = work.join("stage");
-    let vars: [(&str, &Path); 5] = [
+    let vars: [(&str, &Path); 6] = [
         ("DESTDIR", &stage),
         ("PREFIX", Path::new("/usr")),
         ("LIBDIR", Path::new("/usr/lib/x86_64-linux-gnu")),
         ("INCLUDEDIR", Path::new("/usr/include/locking-0")),
         ("BINDIR", Path::new("/usr/sbin")),
+        ("MANDIR", Path::new("/usr/man")),
     ];
     make("install", &vars);
     assert_eq!(
@@ -284,7 +292,8 @@ fn destdir_and_custom_dirs_for_packagers() {
         expected_files(
             "usr/lib/x86_64-linux-gnu",
             "usr/include/locking-0",
-            "usr/sbin"
+            "usr/sbin",
+            "usr/man"
         )
     );
     // the .pc file names the final paths, not the staging ones
@@ -360,4 +369,71 @@ fn libs_private_lists_what_the_staticlib_needs() {
             "rustc says liblocking.a needs {lib}, locking.pc's Libs.private lacks it: {private:?}"
         );
     }
+}
+
+/// The README's way to link against the uninstalled build works as
+/// written: `make` at the top (which adds the SONAME link
+/// `target/release/liblocking.so.0`), then the README's `cc` line, run from
+/// the top of the checkout with `app.c` and `app` standing for this test's
+/// program; the program starts (the loader finds liblocking.so.0 by the
+/// rpath) and uses the library in target/release.
+#[test]
+fn the_readme_way_to_link_the_uninstalled_build_works() {
+    let _one = serial();
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cc app.c ") && l.contains("-L target/release"))
+        .expect("README has no `cc app.c ... -L target/release ...` line");
+    assert!(
+        line.contains(" -llocking") && line.contains("-Wl,-rpath,$PWD/target/release"),
+        "{line}"
+    );
+
+    // `make` (the default target), with this build's target directory
+    make("all", &[]);
+    let release = build().target_dir.join("release");
+    let so_name = format!("liblocking.so.{}", major());
+    assert_eq!(
+        fs::read_link(release.join(&so_name)).unwrap(),
+        PathBuf::from("liblocking.so"),
+        "make did not lay out the SONAME link"
+    );
+
+    let work = scratch("install", "uninstalled");
+    let exe = work.join("app");
+    let mut cmd = line
+        .replacen(
+            "cc app.c ",
+            &format!("cc '{}' ", repo().join("tests/install/example.c").display()),
+            1,
+        )
+        .replace(" -o app", &format!(" -o '{}'", exe.display()));
+    if build().target_dir != repo().join("target") {
+        // CARGO_TARGET_DIR elsewhere: the README's target/release is there
+        let at = release.display();
+        cmd = cmd
+            .replace("-L target/release", &format!("-L '{at}'"))
+            .replace("-rpath,$PWD/target/release", &format!("-rpath,'{at}'"));
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(needed(&exe).contains(&so_name), "{:?}", needed(&exe));
+    let mapped = run_example(&exe, &work, None);
+    let real = fs::canonicalize(release.join("liblocking.so")).unwrap();
+    assert!(
+        !mapped.is_empty() && mapped.iter().all(|m| Path::new(m.trim()) == real),
+        "not the library in {}: {mapped:?}",
+        release.display()
+    );
 }
