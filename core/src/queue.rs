@@ -181,6 +181,7 @@ impl Ticket {
     pub fn place(&self, expire: Expire, known_alive: impl Fn(&Identity) -> bool) -> Result<Place> {
         let dfd = self.dir.as_raw_fd();
         let me = owner::identity();
+        let mut head_once = false;
         for _ in 0..1000 {
             let names =
                 sys::list_dir(dfd).map_err(|e| Error::os("readdir", self.path.clone(), e))?;
@@ -214,7 +215,13 @@ impl Ticket {
                 return Ok(Place::Lost);
             }
             let Some((_, name)) = ahead else {
-                return Ok(Place::Head);
+                // A listing may miss a ticket that is renamed (numbered)
+                // while it runs: be head only when two listings agree.
+                if head_once {
+                    return Ok(Place::Head);
+                }
+                head_once = true;
+                continue;
             };
             let Ok(cname) = CString::new(name.clone()) else {
                 return Ok(Place::Head);
