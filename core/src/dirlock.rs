@@ -363,24 +363,10 @@ impl DirLocker {
         // Waiting for the queue to move (behind others).
         let mut queue_waiter: Option<(Vec<u8>, Waiter)> = None;
         let mut ticket: Option<Ticket> = None;
-        // Others are queued: join the queue behind them, never barge in.
-        let queued = if self.method == Method::Fake {
-            Ok(false)
-        } else {
-            queue::occupied(&self.entry)
-        };
-        let result = match queued {
-            Ok(true) => self.enqueue().map(|t| ticket = Some(t)),
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
-        };
-        let result = result.and_then(|()| loop {
+        let result = (|| loop {
             if let Some(t) = &ticket {
-                let watched = |who: &Identity| {
-                    queue_waiter
-                        .as_ref()
-                        .is_some_and(|(_, w)| w.watching(who))
-                };
+                let watched =
+                    |who: &Identity| queue_waiter.as_ref().is_some_and(|(_, w)| w.watching(who));
                 match t.place(self.expire, watched)? {
                     Place::Head => {}
                     Place::Lost => {
@@ -397,7 +383,10 @@ impl DirLocker {
                         if deadline.is_some_and(|d| Instant::now() >= d) {
                             break Err(self.timed_out(timeout));
                         }
-                        if queue_waiter.as_ref().map_or(true, |(n, _)| *n != ahead_name) {
+                        if queue_waiter
+                            .as_ref()
+                            .map_or(true, |(n, _)| *n != ahead_name)
+                        {
                             // Watch first, then look again: the ticket ahead
                             // may have gone between our look and the watch.
                             let w = t.watch(&ahead_name).unwrap_or_else(Waiter::polling);
@@ -417,6 +406,20 @@ impl DirLocker {
             }
             let record = Stamp::new(self.method.name(), next_token());
             let holder = match self.backend.try_acquire(&self.entry, &record)? {
+                // Got it without a ticket: but if others queued before this
+                // moment, they came first. Let go and queue behind them.
+                // (Looking after the try rather than before makes the
+                // arrival of a locker that never queues the moment of this
+                // look: whoever drew a ticket earlier has it visible now.)
+                Attempt::Acquired
+                    if ticket.is_none()
+                        && self.method != Method::Fake
+                        && queue::occupied(&self.entry)? =>
+                {
+                    self.backend.release(&self.entry, &record.token)?;
+                    ticket = Some(self.enqueue()?);
+                    continue;
+                }
                 Attempt::Acquired => break Ok(record.token),
                 Attempt::Retry => continue,
                 Attempt::Busy(h) => h,
@@ -476,7 +479,7 @@ impl DirLocker {
             if woke == Woke::HolderExited {
                 continue;
             }
-        });
+        })();
         if waiter.is_some() {
             self.backend.waiting(&self.entry, false);
         }
