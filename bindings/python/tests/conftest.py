@@ -1,11 +1,19 @@
 """Shared fixtures of the Python binding tests.
 
-Environment (set by tests/python.rs under `cargo test`; for a direct
-`python3 -m pytest bindings/python/tests` the defaults look in target/):
+`cargo test --test python` (tests/python.rs) installs the package into a
+fresh virtual environment and runs these tests with its python, outside the
+repository, so `import locking` is the installed package. Environment:
 
-- LOCKING_LIBRARY: path of liblocking.so
-- LOCKING_INCLUDE: directory of locking.h (default: include/)
-- LOCKRUN: path of the lockrun binary
+- LOCKING_TEST_INSTALLED=1: the package must be the installed one, with its
+  own library (no LOCKING_LIBRARY).
+- LOCKING_C_LIBDIR: a directory with liblocking.so and liblocking.so.0 of
+  the cargo build, for the C party (default: the package's own library).
+- LOCKING_INCLUDE: directory of locking.h (default: include/).
+- LOCKRUN: path of the lockrun binary (default: target/{release,debug}).
+
+Run directly from a checkout without installing (`python3 -m pytest
+bindings/python/tests`), the source package is used with the library in
+target/release or target/debug (or LOCKING_LIBRARY).
 """
 
 import os
@@ -13,42 +21,60 @@ import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "bindings" / "python"))
+HERE = Path(__file__).resolve().parent
 
+try:
+    import locking
+except ImportError:
+    if os.environ.get("LOCKING_TEST_INSTALLED") == "1":
+        raise
+    # a checkout: the source package and a library built by cargo
+    for candidate in ("release", "debug"):
+        lib = REPO / "target" / candidate / "liblocking.so"
+        if not os.environ.get("LOCKING_LIBRARY") and lib.exists():
+            os.environ["LOCKING_LIBRARY"] = str(lib)
+    source = str(REPO / "bindings" / "python")
+    sys.path.insert(0, source)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [source] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    import locking  # noqa: E402
 
-def _default(path_env, *candidates):
-    if os.environ.get(path_env):
-        return os.environ[path_env]
-    for c in candidates:
-        if c.exists():
-            os.environ[path_env] = str(c)
-            return str(c)
-    return None
-
-
-_default(
-    "LOCKING_LIBRARY",
-    REPO / "target" / "release" / "liblocking.so",
-    REPO / "target" / "debug" / "liblocking.so",
-)
-_default(
-    "LOCKRUN",
-    REPO / "target" / "release" / "lockrun",
-    REPO / "target" / "debug" / "lockrun",
-)
-
-import locking  # noqa: E402  (after LOCKING_LIBRARY is known)
+if not os.environ.get("LOCKRUN"):
+    for candidate in ("release", "debug"):
+        exe = REPO / "target" / candidate / "lockrun"
+        if exe.exists():
+            os.environ["LOCKRUN"] = str(exe)
+            break
 
 #: The methods that really exclude.
 REAL_METHODS = [locking.Method.MKDIR, locking.Method.OPENCREATE, locking.Method.KERNEL]
 
-#: How long a test waits for a helper process before it counts as hung.
+#: How long a test waits for something that must happen before it counts
+#: as hung (never a wait that must be long enough for a test to pass).
 PATIENCE = 30.0
+
+#: The Python party (see pyparty.py).
+PYPARTY = HERE / "pyparty.py"
+
+
+def method_id(m):
+    return m.name.lower()
+
+
+def wait_until(predicate, what, patience=PATIENCE):
+    """Poll `predicate` until it is true; fail after `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting until %s" % what)
+        time.sleep(0.001)
 
 
 @pytest.fixture
@@ -57,8 +83,8 @@ def lockdir(tmp_path):
 
 
 class Party:
-    """Another process that takes a lock, says "locked" and holds it until
-    told to release (a line on its stdin)."""
+    """Another process that takes a lock, says "locked [TOKEN]" and holds it
+    until told to release (a line on its stdin)."""
 
     def __init__(self, argv, env=None):
         self.argv = argv
@@ -80,14 +106,21 @@ class Party:
         return self.proc.stdout.readline().decode("utf-8", "replace").strip()
 
     def expect(self, word):
+        """The next line must start with `word`; returns the rest."""
         got = self.line()
-        if got != word:
+        first, _, rest = got.partition(" ")
+        if first != word:
             self.proc.kill()
             out, err = self.proc.communicate()
             raise AssertionError(
                 "%r said %r, expected %r; stdout %r stderr %r"
                 % (self.argv, got, word, out, err)
             )
+        return rest
+
+    def expect_locked(self):
+        """Waits for "locked TOKEN"; returns the fencing token."""
+        return int(self.expect("locked"))
 
     def release(self):
         """Tell it to release; return its exit status."""
@@ -128,19 +161,26 @@ def parties():
 
 @pytest.fixture(scope="session")
 def c_holder(tmp_path_factory):
-    """The C helper (holder.c) compiled against the library under test."""
+    """The C party (holder.c) compiled with cc against locking.h and the
+    cargo build's liblocking.so (LOCKING_C_LIBDIR), else the package's."""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
+        if os.environ.get("LOCKING_TEST_INSTALLED") == "1":
+            pytest.fail("no C compiler (cc)")
         pytest.skip("no C compiler")
-    lib = Path(locking.library_path).resolve()
     include = Path(os.environ.get("LOCKING_INCLUDE", REPO / "include"))
     work = tmp_path_factory.mktemp("c_holder")
-    # the loader looks for the SONAME (liblocking.so.0), cargo makes only
-    # liblocking.so: link both names to the library under test
-    libdir = work / "lib"
-    libdir.mkdir()
-    for name in ("liblocking.so", "liblocking.so.0"):
-        (libdir / name).symlink_to(lib)
+    libdir = os.environ.get("LOCKING_C_LIBDIR")
+    if libdir:
+        libdir = Path(libdir)
+    else:
+        # the loader looks for the SONAME (liblocking.so.0): link both
+        # names to the library the package uses
+        lib = Path(locking.library_path).resolve()
+        libdir = work / "lib"
+        libdir.mkdir()
+        for name in ("liblocking.so", "liblocking.so.0"):
+            (libdir / name).symlink_to(lib)
     exe = work / "holder"
     cmd = [
         cc,
@@ -152,7 +192,7 @@ def c_holder(tmp_path_factory):
         str(include),
         "-o",
         str(exe),
-        str(Path(__file__).with_name("holder.c")),
+        str(HERE / "holder.c"),
         "-L",
         str(libdir),
         "-llocking",
@@ -167,5 +207,13 @@ def c_holder(tmp_path_factory):
 def lockrun():
     path = os.environ.get("LOCKRUN")
     if not path or not os.access(path, os.X_OK):
+        if os.environ.get("LOCKING_TEST_INSTALLED") == "1":
+            pytest.fail("lockrun not found (LOCKRUN)")
         pytest.skip("lockrun not built (set LOCKRUN)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pyparty():
+    """argv prefix of the Python party."""
+    return [sys.executable, str(PYPARTY)]
