@@ -98,6 +98,7 @@ inline leave_cs() {
 	d_step { incs[me] = false; cstok[me] = 0 }
 }
 
-#ifdef LIVENESS
+/* shared.pml states its own claim (OWN_CLAIM) */
+#if defined(LIVENESS) && !defined(OWN_CLAIM)
 ltl live { <> wacq }
 #endif
