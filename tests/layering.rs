@@ -1,5 +1,5 @@
-//! The layering of the code, checked rather than only described (README,
-//! "Layout of this repository"):
+//! The layering of the code, checked rather than only described
+//! (docs/DEVELOPING.md, "Layout of this repository"):
 //!
 //! - in the core crate (`core/src`), a module uses only modules of lower
 //!   layers (`crate::x` paths), so there is no cycle and no upward
@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("queue", 4),
     ("backing", 4),
     ("dirlock", 5),
+    ("pg", 5),
     ("locker", 6),
     ("open_locked", 7),
     ("lib", 8),
