@@ -31,32 +31,24 @@
 #include <locking.h>
 
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+
+/* The C test support library (c_tests/support.h, compiled with
+ * -I c_tests): clocks, shared memory, processes. Its helpers give up
+ * through die(). */
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+#define T_SETUP_FAILED die
+#include "support.h"
 
 #ifdef HAVE_LOCKFILE
 #include <lockfile.h>
 #endif
 
 /* ---------------------------------------------------------------- utils */
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 static void die(const char *fmt, ...)
 {
@@ -67,20 +59,6 @@ static void die(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     exit(2);
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static void sleep_ns(int64_t ns)
-{
-    struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    while (nanosleep(&t, &t) == -1 && errno == EINTR) {
-    }
 }
 
 static void mkdirs(const char *path)
@@ -329,7 +307,7 @@ static void inst_lock(struct inst *in)
         while (mkdirat(in->dirfd, in->name, 0777) == -1) {
             if (errno != EEXIST || !in->blocking)
                 die("mkdir %s: %s", in->name, strerror(errno));
-            sleep_ns(1000000);
+            t_sleep(0.001);
         }
         return;
     case K_RAW_OPEN:
@@ -341,7 +319,7 @@ static void inst_lock(struct inst *in)
             }
             if (errno != EEXIST || !in->blocking)
                 die("open(O_EXCL) %s: %s", in->name, strerror(errno));
-            sleep_ns(1000000);
+            t_sleep(0.001);
         }
     case K_RAW_OFD:
         while (ofd(in->fd, in->blocking ? F_OFD_SETLKW : F_OFD_SETLK, in->shared ? F_RDLCK : F_WRLCK) == -1)
@@ -426,22 +404,22 @@ static void inst_close(struct inst *in)
 /* ns per lock+unlock cycle over `n` cycles */
 static double cycle_ns(struct inst *in, long n)
 {
-    int64_t t0 = now_ns();
+    int64_t t0 = t_now_ns();
     for (long i = 0; i < n; i++) {
         inst_lock(in);
         inst_unlock(in);
     }
-    return (double)(now_ns() - t0) / (double)n;
+    return (double)(t_now_ns() - t0) / (double)n;
 }
 
-/* the cost of one now_ns() reading, subtracted from single-cycle times */
+/* the cost of one t_now_ns() reading, subtracted from single-cycle times */
 static int64_t timer_overhead(void)
 {
     enum { N = 10001 };
     static int64_t d[N];
     for (int i = 0; i < N; i++) {
-        int64_t a = now_ns();
-        d[i] = now_ns() - a;
+        int64_t a = t_now_ns();
+        d[i] = t_now_ns() - a;
     }
     qsort(d, N, sizeof d[0], cmp_i64);
     return d[N / 2];
@@ -486,10 +464,10 @@ static void rounds_collect(struct rounds *R, struct inst *insts, int nsys, int r
             int i = (j + r) % nsys;
             int64_t *v = t[i] + (size_t)r * (size_t)k[i];
             for (long c = 0; c < k[i]; c++) {
-                int64_t a = now_ns();
+                int64_t a = t_now_ns();
                 inst_lock(&insts[i]);
                 inst_unlock(&insts[i]);
-                v[c] = now_ns() - a - oh;
+                v[c] = t_now_ns() - a - oh;
             }
         }
 }
@@ -578,11 +556,11 @@ static int cmd_dirsize(int argc, char **argv)
             for (int p = 0; p < pairs; p++)
                 for (int q = 0; q < 2; q++) {
                     int s = (p + q) % 2; /* alternate which goes first */
-                    int64_t a = now_ns();
+                    int64_t a = t_now_ns();
                     inst_lock(&insts[k * 2 + s]);
                     inst_unlock(&insts[k * 2 + s]);
                     t[((size_t)k * 2 + (size_t)s) * per + (size_t)r * (size_t)pairs + (size_t)p] =
-                        now_ns() - a;
+                        t_now_ns() - a;
                 }
         }
     for (int k = 0; k < nsys; k++) {
@@ -644,7 +622,7 @@ static void bump(int fd)
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = 0;
     long v = strtol(buf, NULL, 10);
-    sleep_ns(HOLD_NS);
+    t_sleep(HOLD_NS / 1e9);
     int len = snprintf(buf, sizeof buf, "%ld\n", v + 1);
     if (pwrite(fd, buf, (size_t)len, 0) != len)
         die("pwrite counter: %s", strerror(errno));
@@ -672,20 +650,20 @@ static void *worker(void *arg)
     int64_t *waits = sh->waits + (size_t)r->index * (size_t)sh->maxw;
     struct slot *me = &sh->slots[r->index];
     long n = 0;
-    while (now_ns() < sh->t_end && n < sh->maxw) {
-        int64_t t0 = now_ns();
+    while (t_now_ns() < sh->t_end && n < sh->maxw) {
+        int64_t t0 = t_now_ns();
         me->waiting_since = t0;
         inst_lock(&in);
-        int64_t t1 = now_ns();
+        int64_t t1 = t_now_ns();
         me->waiting_since = 0;
         waits[n] = t1 - t0;
         bump(cfd);
         inst_unlock(&in);
         me->count = ++n;
-        me->finish = now_ns();
-        sleep_ns(WORK_NS);
+        me->finish = t_now_ns();
+        t_sleep(WORK_NS / 1e9);
     }
-    me->finish = now_ns();
+    me->finish = t_now_ns();
     close(cfd);
     inst_close(&in);
     return NULL;
@@ -732,9 +710,7 @@ static int contend(const char *mode, int argc, char **argv)
 
     long maxw = (long)(dur_ms * 2.2) + 1000; /* at most one lock per ~1 ms */
     size_t size = sizeof(struct shared) + (size_t)nw * (size_t)maxw * sizeof(int64_t);
-    struct shared *sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        die("mmap: %s", strerror(errno));
+    struct shared *sh = t_shared_alloc(size);
     sh->nworkers = nw;
     sh->maxw = maxw;
     sh->t_end = INT64_MAX;
@@ -753,7 +729,7 @@ static int contend(const char *mode, int argc, char **argv)
                 die("pthread_create");
         }
         pthread_barrier_wait(&barrier); /* all set up */
-        sh->t_start = now_ns();
+        sh->t_start = t_now_ns();
         sh->t_end = sh->t_start + (int64_t)(dur_ms * 1e6);
         pthread_barrier_wait(&barrier); /* go */
         for (int i = 0; i < nw; i++)
@@ -787,7 +763,7 @@ static int contend(const char *mode, int argc, char **argv)
             if (read(ready[0], &c, 1) != 1)
                 die("a worker died while setting up");
         }
-        sh->t_start = now_ns();
+        sh->t_start = t_now_ns();
         sh->t_end = sh->t_start + (int64_t)(dur_ms * 1e6);
         close(go[1]); /* go */
         int bad = 0, left = nw;
@@ -802,26 +778,25 @@ static int contend(const char *mode, int argc, char **argv)
                 pids[i] = 0;
                 left--;
             }
-            if (left > 0 && now_ns() >= kill_at) {
-                killed_at = now_ns();
+            if (left > 0 && t_now_ns() >= kill_at) {
+                killed_at = t_now_ns();
                 for (int i = 0; i < nw; i++)
                     if (pids[i] > 0) {
                         int64_t since = sh->slots[i].waiting_since;
                         if (since) {
-                            stuck_waits[stuck++] = now_ns() - since;
-                            if (now_ns() - since > stuck_ns)
-                                stuck_ns = now_ns() - since;
+                            stuck_waits[stuck++] = t_now_ns() - since;
+                            if (t_now_ns() - since > stuck_ns)
+                                stuck_ns = t_now_ns() - since;
                         } else {
                             bad++;
                         }
-                        kill(pids[i], SIGKILL);
-                        waitpid(pids[i], NULL, 0);
+                        t_kill_reap(pids[i]);
                         pids[i] = 0;
                         left--;
                     }
             }
             if (left > 0)
-                sleep_ns(1000000);
+                t_sleep(0.001);
         }
         close(ready[0]);
         free(pids);
@@ -936,17 +911,17 @@ static void rw_worker(const struct rw_role *ro, int ready_w, int go_r)
     int64_t t_end = sh->t_end;
     long n = 0;
     if (!ro->mixed) {
-        while (now_ns() < t_end) {
+        while (t_now_ns() < t_end) {
             inst_lock(&in);
             inst_unlock(&in);
             me->count = ++n;
         }
     } else {
         int64_t *waits = sh->waits + (size_t)ro->index * (size_t)sh->maxw;
-        while (now_ns() < t_end && n < sh->maxw) {
-            int64_t t0 = now_ns();
+        while (t_now_ns() < t_end && n < sh->maxw) {
+            int64_t t0 = t_now_ns();
             inst_lock(&in);
-            int64_t t1 = now_ns();
+            int64_t t1 = t_now_ns();
             waits[n] = t1 - t0;
             if (t1 > t_end)
                 me->cut++;
@@ -961,18 +936,18 @@ static void rw_worker(const struct rw_role *ro, int ready_w, int go_r)
                 if (__atomic_load_n(&sh->writer_in, __ATOMIC_SEQ_CST) != 0)
                     __atomic_add_fetch(&sh->violations, 1, __ATOMIC_SEQ_CST);
             }
-            sleep_ns(MIX_HOLD_NS);
+            t_sleep(MIX_HOLD_NS / 1e9);
             if (ro->writer)
                 __atomic_store_n(&sh->writer_in, 0, __ATOMIC_SEQ_CST);
             else
                 __atomic_sub_fetch(&sh->readers_in, 1, __ATOMIC_SEQ_CST);
             inst_unlock(&in);
             me->count = ++n;
-            if (ro->writer && now_ns() < t_end)
-                sleep_ns(MIX_WRITER_GAP_NS);
+            if (ro->writer && t_now_ns() < t_end)
+                t_sleep(MIX_WRITER_GAP_NS / 1e9);
         }
     }
-    me->finish = now_ns();
+    me->finish = t_now_ns();
     inst_close(&in);
 }
 
@@ -1013,7 +988,7 @@ static int64_t rw_round(struct rw_shared *sh, size_t shsize, long maxw, const st
             die("%s: a worker died while setting up", d->name);
     }
     close(ready[0]);
-    sh->t_start = now_ns();
+    sh->t_start = t_now_ns();
     sh->t_end = sh->t_start + (int64_t)(slice_ms * 1e6);
     close(go[1]); /* go */
     int bad = 0, left = nproc;
@@ -1027,16 +1002,15 @@ static int64_t rw_round(struct rw_shared *sh, size_t shsize, long maxw, const st
             pids[i] = 0;
             left--;
         }
-        if (left > 0 && now_ns() > sh->t_end + RW_WATCHDOG_NS) {
+        if (left > 0 && t_now_ns() > sh->t_end + RW_WATCHDOG_NS) {
             for (int i = 0; i < nproc; i++)
                 if (pids[i] > 0) {
-                    kill(pids[i], SIGKILL);
-                    waitpid(pids[i], NULL, 0);
+                    t_kill_reap(pids[i]);
                 }
             die("%s: %d of %d processes still running 20 s after the end (hung)", d->name, left, nproc);
         }
         if (left > 0)
-            sleep_ns(1000000);
+            t_sleep(0.001);
     }
     if (bad)
         die("%s: %d workers failed", d->name, bad);
@@ -1047,18 +1021,12 @@ static int64_t rw_round(struct rw_shared *sh, size_t shsize, long maxw, const st
     return finish - sh->t_start;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* median of n doubles (sorts them) */
 static double median_d(double *v, size_t n)
 {
     if (n == 0)
         return 0;
-    qsort(v, n, sizeof *v, cmp_double);
+    qsort(v, n, sizeof *v, t_cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -1094,9 +1062,7 @@ static int cmd_readers(int argc, char **argv)
         mkdirs(dirs[i]);
     }
     size_t shsize = sizeof(struct rw_shared);
-    struct rw_shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        die("mmap: %s", strerror(errno));
+    struct rw_shared *sh = t_shared_alloc(shsize);
     double *tp = calloc((size_t)nsys * (size_t)rounds, sizeof *tp);
     long *acq = calloc((size_t)nsys, sizeof *acq);
     for (int r = 0; r < rounds; r++)
@@ -1181,9 +1147,7 @@ static int cmd_mixed(int argc, char **argv)
     }
     long maxw = (long)(slice_ms * 1e6 / MIX_HOLD_NS) + 100; /* each holds >= 100 us */
     size_t shsize = sizeof(struct rw_shared) + (size_t)nproc * (size_t)maxw * sizeof(int64_t);
-    struct rw_shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        die("mmap: %s", strerror(errno));
+    struct rw_shared *sh = t_shared_alloc(shsize);
     struct mix_acc *acc = calloc((size_t)nsys, sizeof *acc);
     for (int i = 0; i < nsys; i++) {
         acc[i].w = calloc((size_t)rounds * (size_t)maxw, sizeof(int64_t));
@@ -1336,10 +1300,7 @@ static int cmd_crash(int argc, char **argv)
     char lockdir[PATH_MAX];
     join(lockdir, sizeof lockdir, dir, "locks");
     mkdirs(lockdir);
-    volatile int64_t *acquired =
-        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (acquired == MAP_FAILED)
-        die("mmap");
+    volatile int64_t *acquired = t_shared_alloc(4096);
     *acquired = 0;
     int hp[2], wp[2];
     if (pipe2(hp, O_CLOEXEC) || pipe2(wp, O_CLOEXEC))
@@ -1370,22 +1331,21 @@ static int cmd_crash(int argc, char **argv)
         if (write(wp[1], &w, 1) != 1)
             _exit(3);
         inst_lock(&in);
-        *acquired = now_ns();
+        *acquired = t_now_ns();
         inst_unlock(&in);
         inst_close(&in);
         _exit(0);
     }
     if (read(wp[0], &c, 1) != 1)
         die("waiter failed");
-    sleep_ns(50000000); /* the waiter is in its wait by now */
+    t_sleep(0.05); /* the waiter is in its wait by now */
     int early = *acquired != 0;
-    int64_t t_kill = now_ns();
-    kill(holder, SIGKILL);
-    waitpid(holder, NULL, 0);
+    int64_t t_kill = t_now_ns();
+    t_kill_reap(holder);
 
     int64_t deadline = t_kill + (int64_t)(cap_ms * 1e6);
     int done = 0;
-    while (now_ns() < deadline) {
+    while (t_now_ns() < deadline) {
         int st;
         pid_t p = waitpid(waiter, &st, WNOHANG);
         if (p == waiter) {
@@ -1394,11 +1354,10 @@ static int cmd_crash(int argc, char **argv)
                 die("waiter failed (status %d)", st);
             break;
         }
-        sleep_ns(200000);
+        t_sleep(0.0002);
     }
     if (!done) {
-        kill(waiter, SIGKILL);
-        waitpid(waiter, NULL, 0);
+        t_kill_reap(waiter);
     }
     printf("{");
     jstr("scenario", "crash", 1);
@@ -1416,19 +1375,8 @@ static int cmd_crash(int argc, char **argv)
 
 static long status_kb(const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
+    char v[64];
+    return t_self_status(key, v, sizeof v) ? strtol(v, NULL, 10) : -1;
 }
 
 static int count_fds(void)
@@ -1457,25 +1405,25 @@ static int cmd_hold(int argc, char **argv)
     int fds0 = count_fds();
     struct inst *insts = calloc((size_t)n, sizeof *insts);
     int64_t *lat = calloc((size_t)n, sizeof *lat);
-    int64_t t0 = now_ns();
+    int64_t t0 = t_now_ns();
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "name%05d", i);
         inst_open(&insts[i], d, dir, name, 0, LOCKING_NEVER_EXPIRE);
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = t_now_ns();
     for (int i = 0; i < n; i++) {
-        int64_t a = now_ns();
+        int64_t a = t_now_ns();
         inst_lock(&insts[i]);
-        lat[i] = now_ns() - a;
+        lat[i] = t_now_ns() - a;
     }
-    int64_t t2 = now_ns();
+    int64_t t2 = t_now_ns();
     long hwm1 = status_kb("VmHWM"), rss1 = status_kb("VmRSS");
     int fds1 = count_fds();
-    int64_t t3 = now_ns();
+    int64_t t3 = t_now_ns();
     for (int i = 0; i < n; i++)
         inst_unlock(&insts[i]);
-    int64_t t4 = now_ns();
+    int64_t t4 = t_now_ns();
     for (int i = 0; i < n; i++)
         inst_close(&insts[i]);
     int k = n < 100 ? n : 100;
@@ -1520,7 +1468,7 @@ static int cmd_populate(int argc, char **argv)
     if (dfd < 0)
         die("open %s: %s", argv[0], strerror(errno));
     long n = atol(argv[1]);
-    int64_t t0 = now_ns();
+    int64_t t0 = t_now_ns();
     for (long i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "other-%07ld", i);
@@ -1529,13 +1477,13 @@ static int cmd_populate(int argc, char **argv)
             die("create %s: %s", name, strerror(errno));
         close(fd);
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = t_now_ns();
     /* write the new directory out now, so that its writeback does not slow
        down the measurements that follow */
     syncfs(dfd);
     close(dfd);
     printf("{\"scenario\":\"populate\",\"n\":%ld,\"ms\":%.1f,\"sync_ms\":%.1f}\n", n,
-           (double)(t1 - t0) / 1e6, (double)(now_ns() - t1) / 1e6);
+           (double)(t1 - t0) / 1e6, (double)(t_now_ns() - t1) / 1e6);
     return 0;
 }
 

@@ -77,7 +77,7 @@ mv -f "$BUILD/lib/liblocking.so.tmp" "$BUILD/lib/liblocking.so"
 ln -sf liblocking.so "$BUILD/lib/liblocking.so.0"
 say "cc lockbench.c"
 cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -DHAVE_LOCKFILE \
-    -I"$ROOT/include" -o "$BUILD/lockbench" "$BENCH/lockbench.c" \
+    -I"$ROOT/include" -I"$ROOT/c_tests" -o "$BUILD/lockbench" "$BENCH/lockbench.c" \
     -L"$BUILD/lib" -llocking -Wl,-rpath,'$ORIGIN/lib' -llockfile
 "$PY" -m py_compile "$BENCH/bench.py" "$BENCH/pyworker.py"
 

@@ -1,14 +1,16 @@
 /*
  * Shared helpers for the liblocking C test programs.
  *
- * Every test program includes this file first. It provides:
+ * Every test program includes this file first. On top of support.h (the
+ * helpers shared with hardening/ and bench/: clocks, names, /proc, pipes,
+ * processes, the random-kill harness) it provides:
  *   - check macros that print one line per check ("ok" / "FAIL", file:line)
  *     and count failures (thread-safe; forked children report through their
  *     exit status, see t_child_exit / t_wait_child);
  *   - a per-run scratch directory (argv[1], else $LOCKING_TEST_DIR, else a
  *     fresh mkdtemp directory) and helpers to make fresh sub-directories;
- *   - one-byte pipe signalling with a timeout and an N-party barrier built
- *     from pipes (no test relies on a sleep being long enough);
+ *   - waiting for a byte on a pipe (support.h) as a check, and an N-party
+ *     barrier built from pipes (no test relies on a sleep being long enough);
  *   - a counter kept in a file whose increment is a deliberately
  *     non-atomic read-modify-write, so that a lost update is detectable;
  *   - the list of real lock methods to loop over.
@@ -44,6 +46,12 @@
 
 #include "locking.h"
 
+/* support.h's helpers give up the way FATAL does (t_fatal_at, below). */
+static inline void t_fatal_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+#define T_SETUP_FAILED(...) t_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+#include "support.h"
+
 /* How long any pipe wait may block before the test gives up (seconds). */
 #define T_PIPE_TIMEOUT_S 60
 
@@ -52,36 +60,6 @@ static atomic_int t_checks;
 static char t_base[PATH_MAX];
 static const char *t_method_label = "-";
 static atomic_uint t_dir_seq;
-
-/* ------------------------------------------------------------------ */
-/* names                                                               */
-
-static inline const char *t_method_name(int m)
-{
-    switch (m) {
-    case LOCKING_METHOD_MKDIR: return "mkdir";
-    case LOCKING_METHOD_OPENCREATE: return "opencreate";
-    case LOCKING_METHOD_FAKE: return "fake";
-    case LOCKING_METHOD_KERNEL: return "kernel";
-    default: return "?";
-    }
-}
-
-static inline const char *t_rc_name(int rc)
-{
-    switch (rc) {
-    case LOCKING_OK: return "LOCKING_OK";
-    case LOCKING_E_LOCKER_FAILED: return "LOCKING_E_LOCKER_FAILED";
-    case LOCKING_E_CANNOT_GET_LOCK: return "LOCKING_E_CANNOT_GET_LOCK";
-    case LOCKING_E_INVALID_ARGUMENT: return "LOCKING_E_INVALID_ARGUMENT";
-    case LOCKING_E_IO: return "LOCKING_E_IO";
-    case LOCKING_E_ALREADY_LOCKED: return "LOCKING_E_ALREADY_LOCKED";
-    case LOCKING_E_NOT_LOCKED: return "LOCKING_E_NOT_LOCKED";
-    case LOCKING_E_LOCK_LOST: return "LOCKING_E_LOCK_LOST";
-    case LOCKING_E_INTERNAL: return "LOCKING_E_INTERNAL";
-    default: return rc >= 0 ? "(non-negative)" : "(unknown code)";
-    }
-}
 
 /* The real (excluding) methods every test loops over.
  * Negative control: built with -DFORCE_METHOD=LOCKING_METHOD_FAKE, the loop
@@ -174,14 +152,17 @@ static inline void t_note(const char *fmt, ...)
 }
 
 /* Setup failure: the test cannot go on. */
-#define FATAL(...)                                                            \
-    do {                                                                      \
-        int t_errno_ = errno;                                                 \
-        t_report(false, __FILE__, __LINE__, __VA_ARGS__);                     \
-        t_report(false, __FILE__, __LINE__, "FATAL, giving up (errno %d: %s)",\
-                 t_errno_, strerror(t_errno_));                               \
-        _exit(2);                                                             \
-    } while (0)
+static inline void t_fatal_at(const char *file, int line, const char *fmt, ...)
+{
+    int e = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    t_vreport(false, file, line, fmt, ap);
+    va_end(ap);
+    t_report(false, file, line, "FATAL, giving up (errno %d: %s)", e, strerror(e));
+    _exit(2);
+}
+#define FATAL(...) t_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* CHECK(cond, "what is being checked", ...) */
 #define CHECK(cond, ...) t_report(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
@@ -215,22 +196,6 @@ static inline bool t_check_rc(int got, int want, bool quiet, bool need_msg,
     t_check_rc((expr), (want), false, true, #expr, __FILE__, __LINE__)
 #define CHECK_RC_QUIET(expr, want)                                            \
     t_check_rc((expr), (want), true, true, #expr, __FILE__, __LINE__)
-
-static inline double t_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static inline void t_sleep(double seconds)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)seconds;
-    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* ------------------------------------------------------------------ */
 /* scratch directories                                                 */
@@ -272,6 +237,15 @@ static inline char *t_path(const char *fmt, ...)
     va_end(ap);
     char *p = NULL;
     if (asprintf(&p, "%s/%s", t_base, rel) < 0)
+        FATAL("asprintf");
+    return p;
+}
+
+/* `dir`/`rel`, malloc'd. */
+static inline char *t_sub_path(const char *dir, const char *rel)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", dir, rel) < 0)
         FATAL("asprintf");
     return p;
 }
@@ -322,63 +296,6 @@ static inline void t_write_file(const char *path, const char *content)
 
 /* ------------------------------------------------------------------ */
 /* pipes and barriers                                                  */
-
-typedef struct { int r, w; } t_pipe;
-
-static inline t_pipe t_pipe_new(void)
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        FATAL("pipe2");
-    t_pipe p = { fds[0], fds[1] };
-    return p;
-}
-
-static inline void t_pipe_close(t_pipe *p)
-{
-    if (p->r >= 0)
-        close(p->r);
-    if (p->w >= 0)
-        close(p->w);
-    p->r = p->w = -1;
-}
-
-static inline void t_send(t_pipe *p, char c)
-{
-    ssize_t n;
-    do {
-        n = write(p->w, &c, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1)
-        FATAL("pipe write");
-}
-
-/* Wait (up to timeout_s) for one byte; returns it, or -1 on EOF/timeout.
- * A stopped writer simply keeps us waiting until the timeout. */
-static inline int t_recv_timeout(t_pipe *p, double timeout_s)
-{
-    double deadline = t_now() + timeout_s;
-    for (;;) {
-        double left = deadline - t_now();
-        if (left <= 0)
-            return -1;
-        struct pollfd pfd = { p->r, POLLIN, 0 };
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            FATAL("poll");
-        if (r == 0)
-            continue;
-        char c;
-        ssize_t n = read(p->r, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != 1)
-            return -1;
-        return (unsigned char)c;
-    }
-}
 
 /* Wait for one byte and insist it is `want`. */
 static inline void t_expect(t_pipe *p, char want, const char *what)
@@ -471,34 +388,39 @@ static inline bool t_wait_child_at(pid_t pid, const char *what,
                     what, (long)pid, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
 }
 
-/* Kill (if still there) and reap a child, without judging its status. */
-/* The state letter of /proc/PID/stat ('S', 'R', 'Z', ...); 0 if gone or
- * unreadable. */
-static inline char t_proc_state(pid_t pid)
+/* Stops a child with SIGSTOP and waits until it is stopped. */
+static inline void t_stop_child(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' ? rp[2] : 0;
+    if (kill(pid, SIGSTOP) != 0)
+        FATAL("kill SIGSTOP");
+    int st;
+    pid_t r;
+    do {
+        r = waitpid(pid, &st, WUNTRACED);
+    } while (r < 0 && errno == EINTR);
+    if (r != pid || !WIFSTOPPED(st))
+        FATAL("child %ld did not stop", (long)pid);
 }
 
-static inline void t_kill_reap(pid_t pid)
+/* Eight bytes through a pipe (a fencing token, say). */
+static inline void t_send_u64(t_pipe *p, uint64_t v)
 {
-    if (pid <= 0)
-        return;
-    kill(pid, SIGKILL);
-    kill(pid, SIGCONT);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    if (write(p->w, &v, sizeof v) != (ssize_t)sizeof v)
+        FATAL("pipe write");
+}
+
+/* Eight bytes from a pipe within `timeout` seconds; false on EOF/timeout. */
+static inline bool t_recv_u64(t_pipe *p, double timeout, uint64_t *v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) {
+        int c = t_recv_timeout(p, timeout);
+        if (c < 0)
+            return false;
+        b[i] = (unsigned char)c;
     }
+    memcpy(v, b, sizeof *v);
+    return true;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,11 +1,11 @@
 /*
  * Helpers shared by the hardening tests (test_hostile.c, test_exhaustion.c),
  * on top of common.h:
- *   - the entry name of (ns, objname) computed as the README's "On-disk
- *     layout" documents it (short form only), so a test can plant things
+ *   - the entry name of (ns, objname) computed as docs/FORMAT.md ("Entry
+ *     names") documents it (short form only), so a test can plant things
  *     exactly where the library will look;
- *   - this machine's identity as the README's owner record shows it, and
- *     records built from it;
+ *   - this machine's identity as docs/FORMAT.md's owner record shows it,
+ *     and records built from it;
  *   - counting open descriptors (/proc/self/fd);
  *   - running a scenario in a forked child under a watchdog, so that a hang
  *     or a crash is reported as a failing check, not a stuck test;
@@ -20,7 +20,7 @@
 #include <sys/syscall.h>
 
 /* ------------------------------------------------------------------ */
-/* entry names (README, "On-disk layout")                              */
+/* entry names (docs/FORMAT.md, "Entry names")                         */
 
 static inline void h_enc(char *out, size_t cap, const char *in)
 {
@@ -63,7 +63,7 @@ static inline const char *h_entry_name(char *out, size_t cap, const char *ns,
 }
 
 /* ------------------------------------------------------------------ */
-/* identity and owner records (README, "Owner record")                 */
+/* identity and owner records (docs/FORMAT.md, "Owner record")         */
 
 typedef struct {
     char machine[128];
@@ -110,33 +110,6 @@ static inline h_identity h_me(void)
     return id;
 }
 
-/* Start time (clock ticks after boot, /proc/PID/stat field 22) of `pid`;
- * 0 if unknown. */
-static inline unsigned long long h_start_time(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    p++;
-    /* fields after ')' start at field 3 (state); starttime is field 22 */
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (p == NULL)
-            return 0;
-    }
-    return strtoull(p + 1, NULL, 10);
-}
-
 /* A PID that belonged to a child which has exited and been reaped, and
  * that child's start time: a holder that is really dead. */
 static inline pid_t h_dead_pid(unsigned long long *start)
@@ -151,7 +124,7 @@ static inline pid_t h_dead_pid(unsigned long long *start)
         }
         _exit(0);
     }
-    *start = h_start_time(pid);
+    *start = t_start_time(pid);
     t_send(&go, 'x');
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
@@ -160,7 +133,7 @@ static inline pid_t h_dead_pid(unsigned long long *start)
     return pid;
 }
 
-/* An owner record as the README shows it. Any field may be given as a
+/* An owner record as docs/FORMAT.md shows it. Any field may be given as a
  * raw string; NULL means this process's / machine's value. */
 typedef struct {
     const char *method, *token, *pid, *start, *pidns, *boot, *machine, *host,
@@ -173,7 +146,7 @@ static inline char *h_record(const h_rec_fields *f)
     h_identity me = h_me();
     char pid[32], start[32], pidns[32];
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    snprintf(start, sizeof start, "%llu", h_start_time(getpid()));
+    snprintf(start, sizeof start, "%llu", t_start_time(getpid()));
     snprintf(pidns, sizeof pidns, "%llu", me.pidns);
     char *out = NULL;
     int n = asprintf(&out,
@@ -197,7 +170,7 @@ static inline char *h_record(const h_rec_fields *f)
 /* descriptors                                                         */
 
 /* The library keeps a few idle inotify instances for reuse by later waits
- * (a bounded cache, src/wait.rs): those are not leaks, so they are counted
+ * (a bounded cache, core/src/wait.rs): those are not leaks, so they are counted
  * apart. At most this many may be kept. */
 #define H_MAX_IDLE_INOTIFY 16
 
@@ -279,22 +252,14 @@ static inline bool h_run_bounded(const char *what, void (*fn)(void *), void *arg
         fn(arg);
         t_child_exit();
     }
-    double deadline = t_now() + limit_s;
     int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            return CHECK(false, "%s: waitpid: %s", what, strerror(errno));
-        if (t_now() > deadline) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-            }
-            return CHECK(false, "%s: still running after %.0f s: a hang (killed)",
-                         what, limit_s);
-        }
-        t_sleep(0.005); /* polling a watchdog, not waiting for an event */
+    pid_t r = t_wait_until(pid, t_now() + limit_s, &st);
+    if (r < 0)
+        return CHECK(false, "%s: waitpid: %s", what, strerror(errno));
+    if (r == 0) {
+        t_kill_reap(pid);
+        return CHECK(false, "%s: still running after %.0f s: a hang (killed)",
+                     what, limit_s);
     }
     if (WIFSIGNALED(st))
         return CHECK(false, "%s: crashed (signal %d)", what, WTERMSIG(st));
@@ -425,16 +390,8 @@ static inline void h_rm_rf(const char *path)
 /* The current umask, read without changing it (/proc/self/status). */
 static inline int h_umask_now(void)
 {
-    FILE *f = fopen("/proc/self/status", "re");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    int m = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "Umask:", 6) == 0)
-            m = (int)strtol(line + 6, NULL, 8);
-    fclose(f);
-    return m;
+    char v[32];
+    return t_self_status("Umask", v, sizeof v) ? (int)strtol(v, NULL, 8) : -1;
 }
 
 /* Sets the umask without calling umask() (which the tests interpose to

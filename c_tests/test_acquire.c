@@ -41,28 +41,11 @@
 
 #define SENTINEL UINT64_C(0xDEADBEEFCAFEF00D)
 
-static const char *mode_name(int mode)
-{
-    return mode == LOCKING_SHARED ? "shared" : mode == LOCKING_EXCLUSIVE ? "exclusive" : "?";
-}
-
-static void send_u64(t_pipe *p, uint64_t v)
-{
-    if (write(p->w, &v, sizeof v) != (ssize_t)sizeof v)
-        FATAL("pipe write");
-}
-
 static uint64_t recv_u64(t_pipe *p, double timeout)
 {
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++) {
-        int c = t_recv_timeout(p, timeout);
-        if (c < 0)
-            FATAL("no token from the child");
-        b[i] = (unsigned char)c;
-    }
     uint64_t v;
-    memcpy(&v, b, sizeof v);
+    if (!t_recv_u64(p, timeout, &v))
+        FATAL("no token from the child");
     return v;
 }
 
@@ -84,7 +67,7 @@ static pid_t holder_child(const char *dir, int m, int mode, t_pipe *to, t_pipe *
         Locker *l = t_locker("acq", dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
         int rc = locker_acquire(l, mode, 10.0);
         CHECK_RC(rc, LOCKING_OK);
-        send_u64(from, rc == LOCKING_OK ? token_of(l) : 0);
+        t_send_u64(from, rc == LOCKING_OK ? token_of(l) : 0);
         int c = t_recv_timeout(to, 20.0);
         CHECK(c == 'r', "holder: told to release (not by its own 20 s bound)");
         if (rc == LOCKING_OK)
@@ -109,7 +92,7 @@ static void timed_fail_at(Locker *l, int mode, double timeout, double lo,
     t_report(rc == LOCKING_E_LOCKER_FAILED && el >= lo && el < hi, file, line,
              "%s: locker_acquire(%s, %g) on a held lock: %s after %.3f s (want "
              "LOCKING_E_LOCKER_FAILED within [%g, %g) s)%s%s", what,
-             mode_name(mode), timeout, t_rc_name(rc), el, lo, hi,
+             t_mode_name(mode), timeout, t_rc_name(rc), el, lo, hi,
              rc < 0 ? "; last_error=" : "", rc < 0 ? locking_last_error() : "");
     if (rc == LOCKING_OK)
         locker_unlock(l);
@@ -221,7 +204,7 @@ static void per_call_timeouts(int m)
         for (int mi = 0; mi < 2; mi++) {
             int mode = mi ? LOCKING_SHARED : LOCKING_EXCLUSIVE;
             int rc = locker_acquire(l0, mode, timeouts[i]);
-            CHECK(rc == LOCKING_OK, "free lock: locker_acquire(%s, %g): %s", mode_name(mode),
+            CHECK(rc == LOCKING_OK, "free lock: locker_acquire(%s, %g): %s", t_mode_name(mode),
                   timeouts[i], t_rc_name(rc));
             if (rc == LOCKING_OK)
                 CHECK_RC_QUIET(locker_unlock(l0), LOCKING_OK);
@@ -292,7 +275,7 @@ static void already_at(Locker *l, int mode, double timeout, const char *file, in
     double el = t_now() - t0;
     t_report(rc == LOCKING_E_ALREADY_LOCKED && el < 1.5, file, line,
              "held: locker_acquire(%s, %g) -> %s after %.3f s (want "
-             "LOCKING_E_ALREADY_LOCKED at once)", mode_name(mode), timeout,
+             "LOCKING_E_ALREADY_LOCKED at once)", t_mode_name(mode), timeout,
              t_rc_name(rc), el);
 }
 
@@ -303,7 +286,7 @@ static void already_locked(int m)
     Locker *o = t_locker("acq", dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
     for (int mi = 0; mi < 2; mi++) {
         int held = mi ? LOCKING_SHARED : LOCKING_EXCLUSIVE;
-        t_note("the Locker holds %s", mode_name(held));
+        t_note("the Locker holds %s", t_mode_name(held));
         CHECK_RC(locker_acquire(l, held, 0.0), LOCKING_OK);
         uint64_t tok = token_of(l);
         for (int ri = 0; ri < 2; ri++) {
@@ -510,7 +493,7 @@ static void holder_exclusive(int m)
         CHECK(nb == 1, "the holder's own locker_holder: %d block(s)", nb);
         if (nb >= 1)
             CHECK_BLOCK(b[0], "exclusive", getpid(), "alive", NULL);
-        send_u64(&from, tok);
+        t_send_u64(&from, tok);
         t_expect(&to, 'r', "release");
         CHECK_RC(locker_unlock(l), LOCKING_OK);
         t_send(&from, 'd');

@@ -8,7 +8,8 @@
  *     locker_unlock
  *
  * and kills a random worker with SIGKILL again and again (KILLS times per
- * method), reaps it and starts a replacement. Some kills are aimed at a
+ * method), reaps it and starts a replacement (support.h's random-kill
+ * harness, t_pool). Some kills are aimed at a
  * worker that is inside the critical section, some at a worker that is
  * releasing, the others at whatever a random worker is doing (mostly
  * waiting inside locker_lock). `expire` is 3600 s on purpose: expiry can
@@ -46,9 +47,6 @@
  */
 #include "common.h"
 
-#include <sys/mman.h>
-#include <sys/prctl.h>
-
 #define NWORKERS 8
 #define KILLS_DEFAULT 150
 #define LOCK_TIMEOUT 20.0
@@ -73,9 +71,7 @@ static const char *phase_name[PH_NPHASES] = {
     "start", "locking", "critical-section", "unlocking", "outside"
 };
 
-struct slot {
-    int pid;
-    int seq;
+struct slot {                     /* the worker's pid and spawn: `pool` */
     int phase;
     long acq;                     /* acquisitions of the current worker */
 };
@@ -92,7 +88,6 @@ struct shared {
     int stop;
     struct slot slot[NWORKERS];
     uint64_t start_of_seq[MAX_SPAWNS];   /* /proc starttime of each spawn */
-    int doomed[MAX_SPAWNS];              /* set just before its SIGKILL */
     uint64_t max_wait_ns;
     uint32_t nwaits;
     int ndetails;
@@ -101,39 +96,12 @@ struct shared {
 };
 
 static struct shared *sh;
-static int next_seq;
-static pid_t supervisor;
+/* the workers, killed at random and replaced (support.h); a spawn is
+ * marked doomed just before its SIGKILL */
+static t_pool pool;
 
 /* ------------------------------------------------------------------ */
 /* /proc                                                               */
-
-/* State letter and start time of a process; false if it does not exist. */
-static bool proc_state(int pid, char *state, uint64_t *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ')
-        return false;
-    p += 2;
-    *state = *p;
-    /* field 3 is the state, field 22 the start time: skip 19 fields */
-    for (int i = 0; i < 19 && p != NULL; i++) {
-        p = strchr(p, ' ');
-        if (p != NULL)
-            p++;
-    }
-    *start = p != NULL ? strtoull(p, NULL, 10) : 0;
-    return true;
-}
 
 /* Does the worker with this owner id still run (zombies count as dead)? */
 static bool id_alive(uint64_t id, char *state_out)
@@ -141,8 +109,8 @@ static bool id_alive(uint64_t id, char *state_out)
     int pid = (int)(id & 0xffffffffu);
     int seq = (int)(id >> 32);
     char st = '-';
-    uint64_t start = 0;
-    bool exists = proc_state(pid, &st, &start);
+    unsigned long long start = 0;
+    bool exists = t_proc_stat(pid, &st, &start);
     *state_out = st;
     if (!exists || st == 'Z' || st == 'X')
         return false;
@@ -154,17 +122,6 @@ static bool id_alive(uint64_t id, char *state_out)
 
 /* ------------------------------------------------------------------ */
 /* workers                                                             */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64* */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 2685821657736338717ull;
-}
 
 static void add_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void add_detail(const char *fmt, ...)
@@ -214,7 +171,7 @@ static void claim_owner(int slot, uint64_t me, int method)
         int seq = (int)(seen >> 32);
         if (alive && method == LOCKING_METHOD_KERNEL && seq >= 0 &&
             seq < MAX_SPAWNS &&
-            __atomic_load_n(&sh->doomed[seq], __ATOMIC_SEQ_CST)) {
+            t_pool_doomed(&pool, (unsigned)seq)) {
             /* KERNEL only: SIGKILL was sent, and the exiting process has
              * closed its files (which drops its kernel lock) but is not a
              * zombie yet: wait for it to finish dying, within a generous
@@ -258,29 +215,17 @@ static void release_owner(int slot, uint64_t me)
     }
 }
 
-static void spin_for(double seconds)
-{
-    double until = t_now() + seconds;
-    while (t_now() < until) {
-    }
-}
-
 static void worker(int slot, int seq, const char *lockdir, int method)
 {
     struct slot *me_slot = &sh->slot[slot];
     int pid = (int)getpid();
-    /* never outlive a supervisor that gave up */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != supervisor)
-        _exit(3);
     char st;
-    uint64_t start = 0;
-    if (!proc_state(pid, &st, &start))
+    unsigned long long start = 0;
+    if (!t_proc_stat(pid, &st, &start))
         FATAL("reading /proc/%d/stat", pid);
     __atomic_store_n(&sh->start_of_seq[seq], start, __ATOMIC_SEQ_CST);
     uint64_t me = ((uint64_t)seq << 32) | (uint32_t)pid;
-    uint64_t rng = ((uint64_t)pid << 32) ^ (uint64_t)(t_now() * 1e9) ^ 0x9e3779b97f4a7c15ull;
-    if (rng == 0)
-        rng = 1;
+    uint64_t rng = t_rng_seed(1);
 
     Locker *l = NULL;
     int rc = locker_new("chaos", lockdir, "chaos", LOCK_TIMEOUT, LOCK_EXPIRE,
@@ -308,8 +253,8 @@ static void worker(int slot, int seq, const char *lockdir, int method)
         __atomic_store_n(&me_slot->phase, PH_CS, __ATOMIC_SEQ_CST);
         claim_owner(slot, me, method);
         long v = sh->counter;             /* non-atomic read ... */
-        uint64_t r = rng_next(&rng);
-        spin_for((double)(r % 200) * 1e-6); /* 0-200 us */
+        uint64_t r = t_rng_next(&rng);
+        t_spin_for((double)(r % 200) * 1e-6); /* 0-200 us */
         if ((r >> 20) % 4 == 0)
             sched_yield();
         sh->counter = v + 1;              /* ... modify, write */
@@ -325,7 +270,7 @@ static void worker(int slot, int seq, const char *lockdir, int method)
         if (rc != LOCKING_OK)
             worker_error(slot, "locker_unlock", rc);
         __atomic_store_n(&me_slot->phase, PH_OUTSIDE, __ATOMIC_SEQ_CST);
-        if ((rng_next(&rng) % 8) == 0)
+        if ((t_rng_next(&rng) % 8) == 0)
             sched_yield();
     }
     locker_free(l);
@@ -335,24 +280,32 @@ static void worker(int slot, int seq, const char *lockdir, int method)
 /* ------------------------------------------------------------------ */
 /* supervisor                                                          */
 
-static void spawn(int slot, const char *lockdir, int method)
+/* What the workers of one run() lock (the pool's context). */
+struct target {
+    const char *lockdir;
+    int method;
+};
+
+/* A new worker, in its own process (with t_fork_guarded: it dies with the
+ * supervisor). */
+static void run_worker(t_pool *p, int slot, unsigned seq)
 {
-    if (next_seq >= MAX_SPAWNS)
-        FATAL("too many spawns");
-    int seq = next_seq++;
+    const struct target *t = p->ctx;
+    worker(slot, (int)seq, t->lockdir, t->method);
+}
+
+static void spawn(int slot)
+{
     struct slot *s = &sh->slot[slot];
     __atomic_store_n(&s->phase, PH_START, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->acq, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&s->seq, seq, __ATOMIC_SEQ_CST);
-    pid_t pid = t_fork();
-    if (pid == 0)
-        worker(slot, seq, lockdir, method);
-    __atomic_store_n(&s->pid, (int)pid, __ATOMIC_SEQ_CST);
+    if (!t_pool_spawn(&pool, slot))
+        FATAL("too many spawns");
 }
 
 static int find_in_phase(int phase, uint64_t *rng)
 {
-    int off = (int)(rng_next(rng) % NWORKERS);
+    int off = (int)(t_rng_next(rng) % NWORKERS);
     for (int i = 0; i < NWORKERS; i++) {
         int k = (i + off) % NWORKERS;
         if (__atomic_load_n(&sh->slot[k].phase, __ATOMIC_SEQ_CST) == phase)
@@ -376,8 +329,8 @@ static int wait_for_phase(int phase, double bound, uint64_t *rng)
 static void dump_state(const char *lockdir)
 {
     for (int i = 0; i < NWORKERS; i++)
-        t_note("  worker %d: pid %d spawn %d phase %s acquisitions %ld", i,
-               sh->slot[i].pid, sh->slot[i].seq,
+        t_note("  worker %d: pid %d spawn %u phase %s acquisitions %ld", i,
+               (int)pool.pid[i], pool.seq[i],
                phase_name[sh->slot[i].phase % PH_NPHASES], sh->slot[i].acq);
     t_note("  owner word: pid %d spawn %d",
            (int)(sh->owner & 0xffffffffu), (int)(sh->owner >> 32));
@@ -422,11 +375,12 @@ static void run(int method, int kills, uint64_t *rng)
 {
     char *lockdir = t_fresh_path("chaos-locks");
     memset(sh, 0, sizeof *sh);
-    next_seq = 0;
+    struct target target = { lockdir, method };
+    t_pool_init(&pool, NWORKERS, MAX_SPAWNS, run_worker, &target);
     double t0 = t_now();
 
     for (int i = 0; i < NWORKERS; i++)
-        spawn(i, lockdir, method);
+        spawn(i);
 
     long kills_by_phase[PH_NPHASES] = { 0 };
     int done_kills = 0;
@@ -453,26 +407,19 @@ static void run(int method, int kills, uint64_t *rng)
 
         /* pick a victim: half inside the critical section, some in
          * locker_unlock, the rest at random (mostly in locker_lock) */
-        int mode = (int)(rng_next(rng) % 4);
+        int mode = (int)(t_rng_next(rng) % 4);
         int victim = -1;
         if (mode <= 1)
             victim = wait_for_phase(PH_CS, 2.0, rng);
         else if (mode == 2)
             victim = wait_for_phase(PH_UNLOCKING, 0.2, rng);
         if (victim < 0)
-            victim = (int)(rng_next(rng) % NWORKERS);
+            victim = t_pool_pick(&pool, rng);
         struct slot *s = &sh->slot[victim];
-        int pid = s->pid;
-        __atomic_store_n(&sh->doomed[s->seq], 1, __ATOMIC_SEQ_CST);
-        if (kill(pid, SIGKILL) != 0)
-            FATAL("kill %d", pid);
-        int st = 0;
-        pid_t r;
-        do {
-            r = waitpid(pid, &st, 0);
-        } while (r < 0 && errno == EINTR);
-        if (r != pid)
-            FATAL("waitpid %d", pid);
+        int pid = (int)pool.pid[victim];
+        int st = t_pool_kill(&pool, victim);
+        if (st == -1)
+            FATAL("killing and reaping worker %d (pid %d)", victim, pid);
         if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
             /* it exited on its own: that is a failure of the worker */
             CHECK(0, "worker %d (pid %d) ended before it was killed: status 0x%x",
@@ -482,7 +429,7 @@ static void run(int method, int kills, uint64_t *rng)
         int ph = __atomic_load_n(&s->phase, __ATOMIC_SEQ_CST);
         kills_by_phase[ph % PH_NPHASES]++;
         done_kills++;
-        spawn(victim, lockdir, method);
+        spawn(victim);
     }
 
     /* after the last kill: every worker makes progress */
@@ -510,7 +457,7 @@ static void run(int method, int kills, uint64_t *rng)
             long d = __atomic_load_n(&sh->slot[i].acq, __ATOMIC_SEQ_CST) - snap[i];
             CHECK_QUIET(d >= FINAL_PER_WORKER, "worker %d (pid %d) made %ld "
                         "acquisitions after the last kill (want >= %d)", i,
-                        sh->slot[i].pid, d, FINAL_PER_WORKER);
+                        (int)pool.pid[i], d, FINAL_PER_WORKER);
         }
         if (!all_progressed)
             dump_state(lockdir);
@@ -522,20 +469,12 @@ static void run(int method, int kills, uint64_t *rng)
     __atomic_store_n(&sh->stop, 1, __ATOMIC_SEQ_CST);
     double s0 = t_now();
     for (int i = 0; i < NWORKERS; i++) {
-        int pid = sh->slot[i].pid;
+        int pid = (int)pool.pid[i];
         int st = 0;
-        pid_t r;
-        for (;;) {
-            r = waitpid(pid, &st, WNOHANG);
-            if (r == pid || (r < 0 && errno != EINTR))
-                break;
-            if (t_now() - s0 > LOCK_TIMEOUT + 10.0) {
-                CHECK(0, "worker %d (pid %d) did not stop", i, pid);
-                t_kill_reap(pid);
-                r = -1;
-                break;
-            }
-            t_sleep(0.001);
+        pid_t r = t_wait_until(pid, s0 + LOCK_TIMEOUT + 10.0, &st);
+        if (r == 0) {
+            CHECK(0, "worker %d (pid %d) did not stop", i, pid);
+            t_kill_reap(pid);
         }
         if (r == pid)
             CHECK_QUIET(WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -603,29 +542,14 @@ static void run(int method, int kills, uint64_t *rng)
     t_note("%d entries left in the lock directory, %d of them \"~t-*\" "
            "staging debris of killed acquirers", t_count_entries(lockdir),
            count_staging(lockdir));
+    t_pool_destroy(&pool);
     free(lockdir);
-}
-
-static int method_by_name(const char *s, size_t len)
-{
-    static const int all[] = { LOCKING_METHOD_MKDIR, LOCKING_METHOD_OPENCREATE,
-                               LOCKING_METHOD_KERNEL, LOCKING_METHOD_FAKE };
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        const char *n = t_method_name(all[i]);
-        if (strlen(n) == len && strncmp(n, s, len) == 0)
-            return all[i];
-    }
-    return -1;
 }
 
 int main(int argc, char **argv)
 {
     t_init(argc, argv);
-    supervisor = getpid();
-    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
-              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        FATAL("mmap");
+    sh = t_shared_alloc(sizeof *sh);
 
     int kills = KILLS_DEFAULT;
     const char *ek = getenv("LOCKING_CHAOS_KILLS");
@@ -647,7 +571,7 @@ int main(int argc, char **argv)
         const char *p = em;
         while (*p != '\0' && nm < 8) {
             size_t len = strcspn(p, ",");
-            int m = method_by_name(p, len);
+            int m = t_method_by_name(p, len);
             if (m < 0)
                 FATAL("LOCKING_CHAOS_METHODS: unknown method in \"%s\"", em);
             methods[nm++] = m;

@@ -38,14 +38,6 @@
 
 #define LIMIT 30.0
 
-static char *sub_path(const char *dir, const char *rel)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", dir, rel) < 0)
-        FATAL("asprintf");
-    return p;
-}
-
 static bool has_msg(void)
 {
     return locking_last_error()[0] != '\0';
@@ -86,7 +78,7 @@ static void check_clean(const char *dir, int m, const char *what)
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        char *p = sub_path(dir, e->d_name);
+        char *p = t_sub_path(dir, e->d_name);
         if (strcmp(e->d_name, "~tmp") == 0) {
             int n = t_count_entries(p);
             if (!CHECK(n == 0, "%s: ~tmp holds %d leftovers", what, n))
@@ -317,11 +309,11 @@ static void sc_enospc(void *p)
     FOR_EACH_REAL_METHOD(m) {
         char name[64];
         snprintf(name, sizeof name, "locks-%s", t_method_name(m));
-        char *dir = sub_path(mnt, name);
+        char *dir = t_sub_path(mnt, name);
         if (mkdir(dir, 0755) != 0)
             FATAL("mkdir %s", dir);
-        char *filler = sub_path(mnt, "filler");
-        char *data = sub_path(mnt, "data");
+        char *filler = t_sub_path(mnt, "filler");
+        char *data = t_sub_path(mnt, "data");
         t_write_file(data, "");
         long filled = fill_fs(filler);
         t_note("the 64 KiB tmpfs is full after %ld bytes", filled);
@@ -366,10 +358,10 @@ static void sc_erofs(void *p)
     if (mnt == NULL)
         return;
     int fds0 = h_count_fds();
-    char *dir = sub_path(mnt, "locks");
-    char *data = sub_path(mnt, "data");
-    char *missing = sub_path(mnt, "not/yet");
-    char *newfile = sub_path(mnt, "new-file");
+    char *dir = t_sub_path(mnt, "locks");
+    char *data = t_sub_path(mnt, "data");
+    char *missing = t_sub_path(mnt, "not/yet");
+    char *newfile = t_sub_path(mnt, "new-file");
     if (mkdir(dir, 0755) != 0)
         FATAL("mkdir");
     t_write_file(data, "data\n");
@@ -530,7 +522,7 @@ static void sc_too_long(void *p)
     char comp[400];
     memset(comp, 'c', 300);
     comp[300] = '\0';
-    char *longcomp = sub_path(t_base, comp);
+    char *longcomp = t_sub_path(t_base, comp);
     char *longfile = NULL;
     if (asprintf(&longfile, "%sf", longpath) < 0)
         FATAL("asprintf");

@@ -20,19 +20,6 @@
 
 #include <sys/mman.h>
 
-static void stop_child(pid_t pid)
-{
-    if (kill(pid, SIGSTOP) != 0)
-        FATAL("kill SIGSTOP");
-    int st;
-    pid_t r;
-    do {
-        r = waitpid(pid, &st, WUNTRACED);
-    } while (r < 0 && errno == EINTR);
-    if (r != pid || !WIFSTOPPED(st))
-        FATAL("child %ld did not stop", (long)pid);
-}
-
 static void cont_child(pid_t pid)
 {
     if (kill(pid, SIGCONT) != 0)
@@ -61,7 +48,7 @@ static void stopped_holder_broken(int m)
         t_child_exit();
     }
     t_expect(&to_parent, 'h', "holder holds");
-    stop_child(pid);
+    t_stop_child(pid);
 
     Locker *w = t_locker("e", dir, NULL, 10.0, 0.5, m);
     int rc = locker_lock(w);
@@ -120,7 +107,7 @@ static void stopped_holder_kept(int m)
         t_child_exit();
     }
     t_expect(&to_parent, 'h', "holder holds");
-    stop_child(pid);
+    t_stop_child(pid);
 
     const struct { double timeout, expire; } cases[] = {
         { 0.5, LOCKING_NEVER_EXPIRE },
@@ -268,34 +255,32 @@ static void holder_dies_during_wait(int m)
 
 #define STORM_PROCS 3
 #define STORM_ROUNDS 20
-#define STORM_MAX_DEAD (STORM_ROUNDS + STORM_PROCS + 4)
+#define STORM_MAX_SPAWNS (STORM_ROUNDS + STORM_PROCS + 4)
 
 struct storm {
-    atomic_int holder;   /* pid inside the critical section, or 0 */
+    _Atomic uint64_t holder; /* mark of the worker inside, or 0 */
     atomic_int overlaps; /* entries while a live process was inside */
     atomic_int errors;   /* failing liblocking calls */
     atomic_long progress;
-    atomic_int ndead;
-    atomic_int dead[STORM_MAX_DEAD]; /* pids about to be killed */
 };
 
-static bool storm_is_dead(struct storm *s, int pid)
-{
-    int n = atomic_load(&s->ndead);
-    for (int i = 0; i < n && i < STORM_MAX_DEAD; i++)
-        if (atomic_load(&s->dead[i]) == pid)
-            return true;
-    return false;
-}
+/* The workers, killed at random and replaced (support.h's random-kill
+ * harness): a mark left in `holder` by a worker killed inside may be
+ * taken over, any other is an overlap. */
+struct storm_run {
+    struct storm *s;
+    const char *dir;
+    int m;
+};
 
-static pid_t storm_spawn(struct storm *s, const char *dir, int m, int idx)
+static void storm_worker(t_pool *pool, int slot, unsigned seq)
 {
-    pid_t pid = t_fork();
-    if (pid != 0)
-        return pid;
-    int me = (int)getpid();
-    double expire = (idx % 2) ? 30.0 : LOCKING_NEVER_EXPIRE;
-    Locker *l = t_locker("storm", dir, NULL, LOCKING_WAIT_FOREVER, expire, m);
+    (void)slot;
+    const struct storm_run *run = pool->ctx;
+    struct storm *s = run->s;
+    uint64_t me = t_pool_mark(seq, 0);
+    double expire = (seq % 2) ? 30.0 : LOCKING_NEVER_EXPIRE;
+    Locker *l = t_locker("storm", run->dir, NULL, LOCKING_WAIT_FOREVER, expire, run->m);
     for (;;) {
         int rc = locker_lock(l);
         if (rc != LOCKING_OK) {
@@ -305,17 +290,17 @@ static pid_t storm_spawn(struct storm *s, const char *dir, int m, int idx)
             t_sleep(0.01);
             continue;
         }
-        int prev = atomic_exchange(&s->holder, me);
-        if (prev != 0 && !storm_is_dead(s, prev)) {
+        uint64_t other = 0;
+        if (t_pool_claim(pool, &s->holder, me, &other) == T_CLAIM_VIOLATION) {
             atomic_fetch_add(&s->overlaps, 1);
-            CHECK_QUIET(0, "storm: entered while live pid %d was inside", prev);
+            CHECK_QUIET(0, "storm: entered while live spawn %u was inside",
+                        t_pool_mark_spawn(other));
         }
         atomic_fetch_add(&s->progress, 1);
         sched_yield();
-        prev = atomic_exchange(&s->holder, 0);
-        if (prev != me) {
+        if (!t_pool_release(&s->holder, me)) {
             atomic_fetch_add(&s->overlaps, 1);
-            CHECK_QUIET(0, "storm: pid %d entered while we were inside", prev);
+            CHECK_QUIET(0, "storm: another worker entered while we were inside");
         }
         rc = locker_unlock(l);
         if (rc != LOCKING_OK) {
@@ -323,18 +308,6 @@ static pid_t storm_spawn(struct storm *s, const char *dir, int m, int idx)
             CHECK_QUIET(0, "storm: locker_unlock: %s (%s)", t_rc_name(rc),
                         locking_last_error());
         }
-    }
-}
-
-static void storm_kill(struct storm *s, pid_t pid)
-{
-    int i = atomic_fetch_add(&s->ndead, 1);
-    if (i >= STORM_MAX_DEAD)
-        FATAL("too many kills");
-    atomic_store(&s->dead[i], (int)pid);
-    kill(pid, SIGKILL);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
 }
 
@@ -354,16 +327,13 @@ static bool storm_progress(struct storm *s, long n)
 static void kill_storm(int m)
 {
     char *dir = t_fresh_path("storm");
-    struct storm *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
-                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (s == MAP_FAILED)
-        FATAL("mmap");
-    memset(s, 0, sizeof *s);
-    unsigned seed = 12345u + (unsigned)m;
-    pid_t pids[STORM_PROCS];
-    int spawned = 0;
+    struct storm *s = t_shared_alloc(sizeof *s);
+    struct storm_run run = { s, dir, m };
+    t_pool pool;
+    t_pool_init(&pool, STORM_PROCS, STORM_MAX_SPAWNS, storm_worker, &run);
+    uint64_t rng = 12345u + (unsigned)m;
     for (int i = 0; i < STORM_PROCS; i++)
-        pids[i] = storm_spawn(s, dir, m, spawned++);
+        t_pool_spawn(&pool, i);
     bool stuck = false;
     for (int round = 0; round < STORM_ROUNDS && !stuck; round++) {
         if (!storm_progress(s, 3)) {
@@ -371,17 +341,19 @@ static void kill_storm(int m)
             break;
         }
         /* let it run for a random 0-2 ms, then kill a random one */
-        t_sleep((double)(rand_r(&seed) % 2000) / 1e6);
-        int victim = (int)(rand_r(&seed) % STORM_PROCS);
-        storm_kill(s, pids[victim]);
-        pids[victim] = storm_spawn(s, dir, m, spawned++);
+        t_sleep((double)(t_rng_next(&rng) % 2000) / 1e6);
+        int victim = t_pool_pick(&pool, &rng);
+        t_pool_kill(&pool, victim);
+        if (!t_pool_spawn(&pool, victim))
+            FATAL("too many spawns");
     }
     if (!stuck && !storm_progress(s, 3))
         stuck = true;
     CHECK(!stuck, "the lock kept changing hands after every kill "
           "(%ld acquisitions in all)", atomic_load(&s->progress));
     for (int i = 0; i < STORM_PROCS; i++)
-        storm_kill(s, pids[i]);
+        t_pool_kill(&pool, i);
+    t_pool_destroy(&pool);
     CHECK(atomic_load(&s->overlaps) == 0,
           "%d kills: never inside together with a live holder (%d overlaps)",
           STORM_ROUNDS, atomic_load(&s->overlaps));

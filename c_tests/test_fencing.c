@@ -35,24 +35,6 @@
 #define PER_PROC 25
 #define SENTINEL UINT64_C(0xDEADBEEFCAFEF00D)
 
-static const char *mode_name(int mode)
-{
-    return mode == LOCKING_SHARED ? "shared" : mode == LOCKING_EXCLUSIVE ? "exclusive" : "?";
-}
-
-static void stop_child(pid_t pid)
-{
-    if (kill(pid, SIGSTOP) != 0)
-        FATAL("kill SIGSTOP");
-    int st;
-    pid_t r;
-    do {
-        r = waitpid(pid, &st, WUNTRACED);
-    } while (r < 0 && errno == EINTR);
-    if (r != pid || !WIFSTOPPED(st))
-        FATAL("child %ld did not stop", (long)pid);
-}
-
 /* The token of a held Locker (0 after a reported failure). */
 #define TOKEN(l) token_at((l), __FILE__, __LINE__)
 static uint64_t token_at(const Locker *l, const char *file, int line)
@@ -72,25 +54,11 @@ static uint64_t token_at(const Locker *l, const char *file, int line)
     return t;
 }
 
-static void send_u64(t_pipe *p, uint64_t v)
-{
-    if (write(p->w, &v, sizeof v) != (ssize_t)sizeof v)
-        FATAL("pipe write");
-}
-
 /* Returns 0 on EOF/timeout. */
 static uint64_t recv_u64(t_pipe *p, double timeout)
 {
-    unsigned char b[8];
-    for (int i = 0; i < 8; i++) {
-        int c = t_recv_timeout(p, timeout);
-        if (c < 0)
-            return 0;
-        b[i] = (unsigned char)c;
-    }
     uint64_t v;
-    memcpy(&v, b, sizeof v);
-    return v;
+    return t_recv_u64(p, timeout, &v) ? v : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -115,21 +83,21 @@ static void not_held(int m)
         CHECK_RC(locker_acquire(l, mode, 0.0), LOCKING_OK);
         uint64_t t1 = TOKEN(l), t2 = TOKEN(l);
         CHECK(t1 >= 1 && t1 == t2, "%s: token %llu >= 1, the same on a second call "
-              "(%llu)", mode_name(mode), (unsigned long long)t1, (unsigned long long)t2);
+              "(%llu)", t_mode_name(mode), (unsigned long long)t1, (unsigned long long)t2);
         CHECK_RC(locker_fencing_token(l, NULL), LOCKING_E_INVALID_ARGUMENT);
         CHECK_RC(locker_refresh(l), LOCKING_OK);
         uint64_t t3 = TOKEN(l);
         CHECK(t3 == t1, "%s: the same token after locker_refresh (%llu, %llu)",
-              mode_name(mode), (unsigned long long)t1, (unsigned long long)t3);
+              t_mode_name(mode), (unsigned long long)t1, (unsigned long long)t3);
         /* a failed acquisition does not change it */
         CHECK_RC(locker_acquire(l, mode, 0.0), LOCKING_E_ALREADY_LOCKED);
         CHECK(TOKEN(l) == t1, "%s: the same token after ALREADY_LOCKED",
-              mode_name(mode));
+              t_mode_name(mode));
         CHECK_RC(locker_unlock(l), LOCKING_OK);
         out = SENTINEL;
         CHECK_RC(locker_fencing_token(l, &out), LOCKING_E_NOT_LOCKED);
         CHECK(out == SENTINEL, "%s: not held after unlock: out untouched",
-              mode_name(mode));
+              t_mode_name(mode));
     }
     locker_free(l);
     free(dir);
@@ -153,7 +121,7 @@ static void sequential(int m)
         }
         uint64_t t = TOKEN(a);
         ok &= CHECK_QUIET(t > prev, "acquisition %d (%s) of one Locker: token %llu > "
-                          "%llu", i, mode_name(mode), (unsigned long long)t,
+                          "%llu", i, t_mode_name(mode), (unsigned long long)t,
                           (unsigned long long)prev);
         prev = t;
         CHECK_RC_QUIET(locker_unlock(a), LOCKING_OK);
@@ -171,7 +139,7 @@ static void sequential(int m)
         }
         uint64_t t = TOKEN(l);
         ok &= CHECK_QUIET(t > prev, "acquisition %d (%s), Locker %c: token %llu > "
-                          "%llu", i, mode_name(mode), i % 2 ? 'b' : 'a',
+                          "%llu", i, t_mode_name(mode), i % 2 ? 'b' : 'a',
                           (unsigned long long)t, (unsigned long long)prev);
         prev = t;
         CHECK_RC_QUIET(locker_unlock(l), LOCKING_OK);
@@ -250,7 +218,7 @@ static void shared_grant_order(int m)
             Locker *c = t_locker("tok", dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
             int rc = locker_acquire(c, LOCKING_SHARED, 10.0);
             CHECK_RC(rc, LOCKING_OK);
-            send_u64(&from, rc == LOCKING_OK ? TOKEN(c) : 0);
+            t_send_u64(&from, rc == LOCKING_OK ? TOKEN(c) : 0);
             t_expect(&to, 'x', "release");
             if (rc == LOCKING_OK)
                 CHECK_RC(locker_unlock(c), LOCKING_OK);
@@ -428,13 +396,13 @@ static void across_crash(int m)
             Locker *l = t_locker("tok", dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
             int rc = locker_acquire(l, mode, 10.0);
             CHECK_RC(rc, LOCKING_OK);
-            send_u64(&from, rc == LOCKING_OK ? TOKEN(l) : 0);
+            t_send_u64(&from, rc == LOCKING_OK ? TOKEN(l) : 0);
             t_expect(&to, 'x', "never sent");
             t_child_exit();
         }
         uint64_t tc = recv_u64(&from, 30.0);
         CHECK(tc > t0, "the child's (%s) token %llu > the earlier %llu",
-              mode_name(mode), (unsigned long long)tc, (unsigned long long)t0);
+              t_mode_name(mode), (unsigned long long)tc, (unsigned long long)t0);
         kill(pid, SIGKILL);
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
@@ -442,12 +410,12 @@ static void across_crash(int m)
         CHECK(WIFSIGNALED(st), "the holder was killed while holding");
         int rc = locker_acquire(w, LOCKING_EXCLUSIVE, 5.0);
         CHECK(rc == LOCKING_OK, "the next holder recovers the lock of the %s holder "
-              "killed while holding: %s%s%s", mode_name(mode), t_rc_name(rc),
+              "killed while holding: %s%s%s", t_mode_name(mode), t_rc_name(rc),
               rc ? "; last_error=" : "", rc ? locking_last_error() : "");
         if (rc == LOCKING_OK) {
             uint64_t tw = TOKEN(w);
             CHECK(tw > tc, "after the crash of a %s holder: token %llu > the dead "
-                  "holder's %llu", mode_name(mode), (unsigned long long)tw,
+                  "holder's %llu", t_mode_name(mode), (unsigned long long)tw,
                   (unsigned long long)tc);
             CHECK_RC(locker_unlock(w), LOCKING_OK);
         }
@@ -472,7 +440,7 @@ static void across_expire(int m)
             Locker *l = t_locker("tok", dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
             int rc = locker_acquire(l, mode, 10.0);
             CHECK_RC(rc, LOCKING_OK);
-            send_u64(&from, rc == LOCKING_OK ? TOKEN(l) : 0);
+            t_send_u64(&from, rc == LOCKING_OK ? TOKEN(l) : 0);
             t_expect(&to, 'c', "continue");
             CHECK_RC(locker_check(l), LOCKING_E_LOCK_LOST);
             CHECK_RC(locker_unlock(l), LOCKING_E_LOCK_LOST);
@@ -482,16 +450,16 @@ static void across_expire(int m)
             t_child_exit();
         }
         uint64_t ta = recv_u64(&from, 30.0);
-        stop_child(a);
+        t_stop_child(a);
         Locker *b = t_locker("tok", dir, "ns", 10.0, 1.0, m);
         int rc = locker_acquire(b, LOCKING_EXCLUSIVE, 10.0);
         CHECK(rc == LOCKING_OK, "B (expire 1 s) broke the stopped %s holder A: %s%s%s",
-              mode_name(mode), t_rc_name(rc), rc ? "; last_error=" : "",
+              t_mode_name(mode), t_rc_name(rc), rc ? "; last_error=" : "",
               rc ? locking_last_error() : "");
         if (rc == LOCKING_OK) {
             uint64_t tb = TOKEN(b);
             CHECK(ta >= 1 && tb > ta, "after an expire break of a %s holder: B's token "
-                  "%llu > A's %llu", mode_name(mode), (unsigned long long)tb,
+                  "%llu > A's %llu", t_mode_name(mode), (unsigned long long)tb,
                   (unsigned long long)ta);
         }
         kill(a, SIGCONT);

@@ -10,10 +10,10 @@
  *         (d/f and e/h) is excluded too;
  *     (c) the holder opened "d1/f" (lockdir NULL); d1 is renamed to d2; a
  *         child's open_locked_fd("d2/f", timeout 0) is CANNOT_GET_LOCK.
- * 10. kernel: a hard link planted at the entry name (README "Entry names",
- *     `l-<enc(ns)>=<enc(objname)>`) to a file outside the lock directory:
- *     locker_lock refuses (negative, not LOCKING_E_INTERNAL) and the outside
- *     file's content is unchanged.
+ * 10. kernel: a hard link planted at the entry name (docs/FORMAT.md,
+ *     "Entry names": `l-<enc(ns)>=<enc(objname)>`) to a file outside the
+ *     lock directory: locker_lock refuses (negative, not
+ *     LOCKING_E_INTERNAL) and the outside file's content is unchanged.
  * 11. fd1 = open_locked_fd("a"); plain close(fd1); open_locked_fd("b")
  *     gets the same number: writing to it works and lands in "b", and
  *     close_locked_fd of it is LOCKING_OK (the library must not close the
@@ -212,7 +212,7 @@ static void planted_hard_link(void)
     char *dir = t_fresh_dir("planted");
     char *outside = t_path("planted-outside-%ld", (long)getpid());
     char *entry = NULL;
-    /* (ns="ns", objname="planted") -> "l-ns=planted" (README, Entry names) */
+    /* (ns="ns", objname="planted") -> "l-ns=planted" (docs/FORMAT.md, "Entry names") */
     if (asprintf(&entry, "%s/l-ns=planted", dir) < 0)
         FATAL("asprintf");
     const char *precious = "precious content, not a lock record\n";

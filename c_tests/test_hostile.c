@@ -6,8 +6,8 @@
  * timeout or crash, and must never take a garbage owner record for a dead
  * holder. For every real method:
  *
- *   - a symlink at the lock entry (computed as the README's "On-disk
- *     layout" documents it) pointing at a file, a directory, or a missing
+ *   - a symlink at the lock entry (computed as docs/FORMAT.md, "Entry
+ *     names", documents it) pointing at a file, a directory, or a missing
  *     path outside: locking fails with a clear code; the sentinels outside
  *     (content, mtime, ctime, existence, entry count) are untouched; also
  *     through open_locked_fd;
@@ -110,14 +110,6 @@ static char *dead_boot_record(const char *method)
     return h_record(&f);
 }
 
-static char *sub_path(const char *dir, const char *rel)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", dir, rel) < 0)
-        FATAL("asprintf");
-    return p;
-}
-
 /* (Re)creates outside/trap/o.<TOKEN_HEX>, an old file holding a dead
  * holder's record. */
 static void restore_trap(void)
@@ -133,18 +125,18 @@ static void restore_trap(void)
 static void make_world(void)
 {
     outside = t_fresh_dir("outside");
-    sent_file = sub_path(outside, "sentinel.txt");
+    sent_file = t_sub_path(outside, "sentinel.txt");
     t_write_file(sent_file, "precious content\n");
-    sent_dir = sub_path(outside, "sentdir");
+    sent_dir = t_sub_path(outside, "sentdir");
     if (mkdir(sent_dir, 0755) != 0)
         FATAL("mkdir %s", sent_dir);
-    sent_keep = sub_path(outside, "sentdir/keep.txt");
+    sent_keep = t_sub_path(outside, "sentdir/keep.txt");
     t_write_file(sent_keep, "keep me\n");
-    sent_missing = sub_path(outside, "missing");
-    trap_dir = sub_path(outside, "trap");
+    sent_missing = t_sub_path(outside, "missing");
+    trap_dir = t_sub_path(outside, "trap");
     if (mkdir(trap_dir, 0755) != 0)
         FATAL("mkdir %s", trap_dir);
-    trap_rec = sub_path(outside, "trap/o." TOKEN_HEX);
+    trap_rec = t_sub_path(outside, "trap/o." TOKEN_HEX);
     restore_trap();
     /* old times everywhere, so that any touch shows */
     h_age(sent_file, 1000);
@@ -240,7 +232,7 @@ static void sc_symlink_entry(void *p)
 }
 
 /* The same through open_locked_fd: the file's entry (ns "", objname =
- * "inode:<dev>:<ino>" on a local file system, see README "On-disk layout")
+ * "inode:<dev>:<ino>" on a local file system, see docs/FORMAT.md "Entry names")
  * in a hostile lock directory is a symlink. */
 static void sc_symlink_open_locked(void *p)
 {
@@ -248,7 +240,7 @@ static void sc_symlink_open_locked(void *p)
     int m = a->method;
     t_method_label = t_method_name(m);
     char *fdir = t_fresh_dir("files");
-    char *file = sub_path(fdir, "f");
+    char *file = t_sub_path(fdir, "f");
     t_write_file(file, "data\n");
     struct stat fst;
     if (stat(file, &fst) != 0)
@@ -263,7 +255,7 @@ static void sc_symlink_open_locked(void *p)
     for (int ti = 0; ti < 2; ti++) {
         world w = snap_world();
         char *dir = hostile_dir(01777);
-        char *E = sub_path(dir, probe);
+        char *E = t_sub_path(dir, probe);
         if (symlink(ti == 0 ? sent_file : sent_missing, E) != 0)
             FATAL("symlink");
         int fd = open_locked_fd(file, SHORT_TIMEOUT, dir, 0.0, m);
@@ -297,7 +289,7 @@ static void sc_tmp_symlink(void *p)
     for (int ti = 0; ti < 3; ti++) {
         world w = snap_world();
         char *dir = hostile_dir(01777);
-        char *tmp = sub_path(dir, "~tmp");
+        char *tmp = t_sub_path(dir, "~tmp");
         if (symlink(targets[ti], tmp) != 0)
             FATAL("symlink");
         int rc = lock_once(dir, m, SHORT_TIMEOUT, 0.0, NULL);
@@ -328,19 +320,19 @@ static void sc_sweep(void *p)
     int fds0 = h_count_fds();
     world w = snap_world();
     char *dir = hostile_dir(01777);
-    char *tmp = sub_path(dir, "~tmp");
+    char *tmp = t_sub_path(dir, "~tmp");
     if (mkdir(tmp, 0777) != 0)
         FATAL("mkdir ~tmp");
     /* A genuine leftover of a dead party: the sweep removes it, which
      * shows that the sweep ran. */
-    char *real_left = sub_path(dir, "~tmp/t-" TOKEN_HEX2);
-    char *real_rec = sub_path(dir, "~tmp/t-" TOKEN_HEX2 "/o." TOKEN_HEX2);
+    char *real_left = t_sub_path(dir, "~tmp/t-" TOKEN_HEX2);
+    char *real_rec = t_sub_path(dir, "~tmp/t-" TOKEN_HEX2 "/o." TOKEN_HEX2);
     if (mkdir(real_left, 0777) != 0)
         FATAL("mkdir");
     char *rec = dead_boot_record("mkdir");
     t_write_file(real_rec, rec);
     free(rec);
-    char *t = sub_path(dir, "~tmp/t-" TOKEN_HEX);
+    char *t = t_sub_path(dir, "~tmp/t-" TOKEN_HEX);
     const char *what = "?";
     switch (a->variant) {
     case SWEEP_DIR_LINK:
@@ -354,7 +346,7 @@ static void sc_sweep(void *p)
         what = "~tmp/t-<T>/o.<T> a symlink to a file outside (with a dead record)";
         if (mkdir(t, 0777) != 0)
             FATAL("mkdir");
-        char *o = sub_path(t, "o." TOKEN_HEX);
+        char *o = t_sub_path(t, "o." TOKEN_HEX);
         if (symlink(trap_rec, o) != 0)
             FATAL("symlink");
         h_age(t, 1000);
@@ -365,7 +357,7 @@ static void sc_sweep(void *p)
         what = "~tmp/t-<T>/o.<T> a FIFO";
         if (mkdir(t, 0777) != 0)
             FATAL("mkdir");
-        char *o = sub_path(t, "o." TOKEN_HEX);
+        char *o = t_sub_path(t, "o." TOKEN_HEX);
         if (mkfifo(o, 0666) != 0)
             FATAL("mkfifo");
         h_age(t, 1000);
@@ -413,7 +405,7 @@ static void sc_replaced_while_held(void *p)
     int fds0 = h_count_fds();
     char *dir = hostile_dir(0777);
     char *E = entry_path(dir, "h", "x");
-    char *away = sub_path(dir, "moved-away");
+    char *away = t_sub_path(dir, "moved-away");
     /* a directory outside, made to look like the entry (mkdir looks for
      * o.<token> inside it) */
     char *decoy = t_fresh_dir("decoy");
@@ -428,7 +420,7 @@ static void sc_replaced_while_held(void *p)
         struct dirent *e;
         while ((e = readdir(d)) != NULL)
             if (strncmp(e->d_name, "o.", 2) == 0)
-                decoy_rec = sub_path(decoy, e->d_name);
+                decoy_rec = t_sub_path(decoy, e->d_name);
         closedir(d);
         if (decoy_rec == NULL)
             FATAL("no o.<token> in %s", E);
@@ -514,7 +506,7 @@ static void sc_wrong_types(void *p)
         E = entry_path(dir, "h", "x");
         if (mkdir(E, 0755) != 0)
             FATAL("mkdir");
-        char *o2 = sub_path(E, "o." TOKEN_HEX);
+        char *o2 = t_sub_path(E, "o." TOKEN_HEX);
         if (mkdir(o2, 0755) != 0)
             FATAL("mkdir");
         rc = lock_once(dir, m, SHORT_TIMEOUT, 0.0, &el);
@@ -532,7 +524,7 @@ static void sc_wrong_types(void *p)
 
         /* the record is a symlink to a really dead record outside: the
          * library must not read through it (that would be a false dead) */
-        char *o3 = sub_path(E, "o." TOKEN_HEX);
+        char *o3 = t_sub_path(E, "o." TOKEN_HEX);
         rmdir(o3);
         if (symlink(trap_rec, o3) != 0)
             FATAL("symlink");
@@ -547,7 +539,7 @@ static void sc_wrong_types(void *p)
 
         /* a regular file where ~tmp should be */
         dir = hostile_dir(01777);
-        char *tmp = sub_path(dir, "~tmp");
+        char *tmp = t_sub_path(dir, "~tmp");
         t_write_file(tmp, "not a directory\n");
         rc = lock_once(dir, m, SHORT_TIMEOUT, 0.0, &el);
         CHECK(rc != LOCKING_OK && is_clear_error(rc),
@@ -566,7 +558,7 @@ static void sc_wrong_types(void *p)
               "a directory at the entry: lock -> %s, last_error=\"%s\"", t_rc_name(rc),
               locking_last_error());
         /* an empty-looking directory with content, expired */
-        char *junk = sub_path(E, "junk");
+        char *junk = t_sub_path(E, "junk");
         t_write_file(junk, "x\n");
         h_age(E, 100);
         rc = lock_once(dir, m, SHORT_TIMEOUT, 1.0, &el);
@@ -593,7 +585,7 @@ static void sc_fifo_record(void *p)
     char *E = entry_path(dir, "h", "x");
     if (mkdir(E, 0755) != 0)
         FATAL("mkdir");
-    char *o = sub_path(E, "o." TOKEN_HEX);
+    char *o = t_sub_path(E, "o." TOKEN_HEX);
     if (mkfifo(o, 0666) != 0)
         FATAL("mkfifo");
     double el;
@@ -778,7 +770,7 @@ static char *plant(int m, const char *dir, const garbage *g, double age, int *ho
     if (m == LOCKING_METHOD_MKDIR) {
         if (mkdir(E, 0755) != 0)
             FATAL("mkdir %s", E);
-        rec_path = sub_path(E, "o." TOKEN_HEX);
+        rec_path = t_sub_path(E, "o." TOKEN_HEX);
         free(E);
     } else {
         rec_path = E;
@@ -897,7 +889,7 @@ static void sc_umask(void *p)
     int fds0 = h_count_fds();
     FOR_EACH_REAL_METHOD(m) {
         char *parent = t_fresh_path("umask");
-        char *dir = sub_path(parent, "a/b");
+        char *dir = t_sub_path(parent, "a/b");
         Locker *l = t_locker("x", dir, "h", 0.0, 0.0, m);
         check_mode(parent, 0777 & ~um, "a lock directory's parent created by the library");
         check_mode(dir, 0777 & ~um, "a lock directory created by the library");
@@ -909,14 +901,14 @@ static void sc_umask(void *p)
             struct dirent *e;
             while (d != NULL && (e = readdir(d)) != NULL) {
                 if (strncmp(e->d_name, "o.", 2) == 0) {
-                    char *o = sub_path(E, e->d_name);
+                    char *o = t_sub_path(E, e->d_name);
                     check_mode(o, 0666 & ~um, "the mkdir owner record");
                     free(o);
                 }
             }
             if (d != NULL)
                 closedir(d);
-            char *tmp = sub_path(dir, "~tmp");
+            char *tmp = t_sub_path(dir, "~tmp");
             check_mode(tmp, 0777 & ~um, "~tmp");
             free(tmp);
         } else {
@@ -925,7 +917,7 @@ static void sc_umask(void *p)
         CHECK_RC(locker_unlock(l), LOCKING_OK);
         locker_free(l);
         /* open_locked_fd: the file, and its lock entry next to it */
-        char *f = sub_path(dir, "data");
+        char *f = t_sub_path(dir, "data");
         int fd = open_locked_fd(f, 0.0, NULL, 0.0, m);
         CHECK(fd >= 0, "open_locked_fd -> %d (%s)", fd, locking_last_error());
         check_mode(f, 0666 & ~um, "a file created by open_locked_fd");

@@ -97,9 +97,12 @@ static void properties(int m)
     char *g = t_path("%s", "umask-027-file");
     unlink(g);
     fd = open_locked_fd(g, 0.0, NULL, 0.0, m);
-    CHECK(fd >= 0 && fstat(fd, &st) == 0 && (st.st_mode & 0777) == 0640,
+    /* fstat before the check: its message reads st.st_mode, and a call's
+     * arguments are evaluated in no fixed order */
+    fst = fd >= 0 ? fstat(fd, &st) : -1;
+    CHECK(fst == 0 && (st.st_mode & 0777) == 0640,
           "created with mode 0640 under umask 027 (0%o)",
-          fd >= 0 ? (unsigned)(st.st_mode & 0777) : 0u);
+          fst == 0 ? (unsigned)(st.st_mode & 0777) : 0u);
     if (fd >= 0)
         CHECK_RC(close_locked_fd(fd), LOCKING_OK);
     unlink(g);

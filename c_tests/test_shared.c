@@ -57,41 +57,11 @@
  */
 #include "common.h"
 
-#include <sys/mman.h>
-
 #define N_SHARED_PROCS 5
 #define N_SHARED_THREADS 6
 #define RW_PROCS 4
 #define RW_ITERS 30
 #define N_READERS 3
-
-static const char *mode_name(int mode)
-{
-    return mode == LOCKING_SHARED ? "shared" : mode == LOCKING_EXCLUSIVE ? "exclusive" : "?";
-}
-
-/* Zeroed memory shared with forked children. */
-static void *shared_map(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        FATAL("mmap");
-    memset(p, 0, n);
-    return p;
-}
-
-static void stop_child(pid_t pid)
-{
-    if (kill(pid, SIGSTOP) != 0)
-        FATAL("kill SIGSTOP");
-    int st;
-    pid_t r;
-    do {
-        r = waitpid(pid, &st, WUNTRACED);
-    } while (r < 0 && errno == EINTR);
-    if (r != pid || !WIFSTOPPED(st))
-        FATAL("child %ld did not stop", (long)pid);
-}
 
 static void kill_and_reap(pid_t pid)
 {
@@ -113,7 +83,7 @@ static void probe_child(const char *name, const char *dir, int m, int mode,
         Locker *l = t_locker(name, dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
         int rc = locker_acquire(l, mode, timeout);
         t_report(rc == want, __FILE__, __LINE__, "%s: another process, %s, "
-                 "timeout %g: %s, want %s%s%s", what, mode_name(mode), timeout,
+                 "timeout %g: %s, want %s%s%s", what, t_mode_name(mode), timeout,
                  t_rc_name(rc), t_rc_name(want),
                  rc < 0 ? "; last_error=" : "", rc < 0 ? locking_last_error() : "");
         if (rc == LOCKING_OK)
@@ -131,7 +101,7 @@ static void probe_here(const char *name, const char *dir, int m, int mode,
     Locker *l = t_locker(name, dir, "ns", 0.0, LOCKING_NEVER_EXPIRE, m);
     int rc = locker_acquire(l, mode, timeout);
     t_report(rc == want, __FILE__, __LINE__, "%s: a fresh Locker in this "
-             "process, %s, timeout %g: %s, want %s%s%s", what, mode_name(mode),
+             "process, %s, timeout %g: %s, want %s%s%s", what, t_mode_name(mode),
              timeout, t_rc_name(rc), t_rc_name(want),
              rc < 0 ? "; last_error=" : "", rc < 0 ? locking_last_error() : "");
     if (rc == LOCKING_OK)
@@ -400,7 +370,7 @@ static void no_lost_update(int m)
     char *dir = t_fresh_path("rw");
     char *counter = t_path("rw-counter-%s-%ld", t_method_label, (long)getpid());
     t_counter_init(counter);
-    struct rw_state *st = shared_map(sizeof *st);
+    struct rw_state *st = t_shared_alloc(sizeof *st);
     t_barrier start;
     t_barrier_init(&start, RW_PROCS);
     pid_t pids[RW_PROCS];
@@ -545,7 +515,7 @@ static bool holder_shows(Locker *probe, pid_t pid, const char *mode_line,
 static void writer_not_starved(int m)
 {
     char *dir = t_fresh_path("starve");
-    struct starve *s = shared_map(sizeof *s);
+    struct starve *s = t_shared_alloc(sizeof *s);
     pid_t readers[N_READERS];
     for (int i = 0; i < N_READERS; i++) {
         readers[i] = t_fork();
@@ -765,7 +735,7 @@ static void expire_shared(int m)
     double t_fork_a = t_now();
     pid_t a = broken_shared_child(dir, m, &to_a, &from_a);
     t_expect(&from_a, 'h', "A holds shared");
-    stop_child(a);
+    t_stop_child(a);
     Locker *w = t_locker("exp", dir, "ns", 10.0, 1.0, m);
     int rc = locker_acquire(w, LOCKING_EXCLUSIVE, 10.0);
     double el = t_now() - t_fork_a;
@@ -814,7 +784,7 @@ static void expire_shared(int m)
         t_child_exit();
     }
     t_expect(&from_b, 'h', "B holds shared");
-    stop_child(a);
+    t_stop_child(a);
     w = t_locker("exp", dir2, "ns", 0.0, 1.0, m);
     double t0 = t_now();
     rc = locker_acquire(w, LOCKING_EXCLUSIVE, 2.0);
@@ -904,8 +874,8 @@ static void mixed_methods(void)
                     int rc = locker_acquire(b, omode, 0.0);
                     CHECK(rc < 0 && locking_last_error()[0] != '\0',
                           "held %s with %s, a %s Locker is refused %s: %s (\"%s\")",
-                          mode_name(hmode), t_method_name(holder_m),
-                          t_method_name(other_m), mode_name(omode), t_rc_name(rc),
+                          t_mode_name(hmode), t_method_name(holder_m),
+                          t_method_name(other_m), t_mode_name(omode), t_rc_name(rc),
                           rc < 0 ? locking_last_error() : "granted");
                     if (rc < 0 && rc != LOCKING_E_INVALID_ARGUMENT)
                         t_note("refused with %s rather than INVALID_ARGUMENT",

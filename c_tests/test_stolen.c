@@ -23,19 +23,6 @@
  */
 #include "common.h"
 
-static void stop_child(pid_t pid)
-{
-    if (kill(pid, SIGSTOP) != 0)
-        FATAL("kill SIGSTOP");
-    int st;
-    pid_t r;
-    do {
-        r = waitpid(pid, &st, WUNTRACED);
-    } while (r < 0 && errno == EINTR);
-    if (r != pid || !WIFSTOPPED(st))
-        FATAL("child %ld did not stop", (long)pid);
-}
-
 static void stolen(int m, bool stopped)
 {
     const char *how = stopped ? "stopped" : "idle";
@@ -68,7 +55,7 @@ static void stolen(int m, bool stopped)
     }
     t_expect(&from_a, 'h', "A holds the lock");
     if (stopped)
-        stop_child(a);
+        t_stop_child(a);
 
     /* waiter B: breaks a lock older than 0.5 s */
     Locker *lb = t_locker("stolen", dir, "ns", 10.0, 0.5, m);

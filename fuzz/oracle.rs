@@ -4,19 +4,23 @@
 //! breaks a promise on it (a panic inside the library propagates as one).
 //!
 //! Only the public API of the `locking` crate is used, and every expected
-//! value is computed here independently of the library (the name encoding
-//! and SHA-256 from the README's "On-disk layout", a holder's liveness from
-//! `/proc`), so a bug in the library cannot hide itself.
+//! value is computed here independently of the library: the name encoding
+//! from docs/FORMAT.md ("Entry names") with the `sha2` crate's SHA-256 (not
+//! the library's `core/src/sha256.rs`), this process's identity from
+//! `/proc`, `/etc/machine-id` and the kernel's host name (not the library's
+//! `identity()`), a holder's liveness from `/proc`. So a bug in the library
+//! cannot hide itself behind the same bug in the oracle.
 
 #![allow(dead_code)]
 
 use locking::name::entry_name;
-use locking::owner::{identity, judge, Identity, Liveness, Record};
+use locking::owner::{identity, judge, Liveness, Record};
+use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------------
 // entry names
 
-/// The README's `enc`: ASCII letters, digits, `-`, `_`, `.` kept, every
+/// docs/FORMAT.md's `enc`: ASCII letters, digits, `-`, `_`, `.` kept, every
 /// other byte as `%XX` (uppercase hex).
 pub fn readme_enc(bytes: &[u8]) -> String {
     let mut s = String::new();
@@ -46,7 +50,7 @@ pub fn decode_short(name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
                     .bytes()
                     .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
                 {
-                    return None; // the README says uppercase
+                    return None; // docs/FORMAT.md says uppercase
                 }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -64,82 +68,17 @@ pub fn decode_short(name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((dec(ns)?, dec(obj)?))
 }
 
-/// SHA-256 (FIPS 180-4), written here so the hashed form is checked against
-/// an implementation that is not the library's.
+/// SHA-256 (FIPS 180-4) from the `sha2` crate, so that the hashed form is
+/// checked against an implementation that is not the library's.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        let mut w = [0u32; 64];
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 32];
-    for (i, x) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
+    Sha256::digest(data).into()
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The entry name the README's "On-disk layout" prescribes for `(ns, obj)`.
+/// The entry name docs/FORMAT.md ("Entry names") prescribes for `(ns, obj)`.
 pub fn readme_entry_name(ns: &[u8], obj: &[u8]) -> String {
     let short = format!("l-{}={}", readme_enc(ns), readme_enc(obj));
     if short.len() <= 200 {
@@ -200,7 +139,7 @@ fn check_one_name(ns: &[u8], obj: &[u8]) -> Result<String, String> {
     }
     let want = readme_entry_name(ns, obj);
     if name != want {
-        return Err(format!("{}: the README's layout gives {want:?}", what()));
+        return Err(format!("{}: docs/FORMAT.md's layout gives {want:?}", what()));
     }
     if name.starts_with("l-") {
         // The short form decodes back to exactly this pair: injective.
@@ -218,7 +157,7 @@ fn check_one_name(ns: &[u8], obj: &[u8]) -> Result<String, String> {
     Ok(name)
 }
 
-/// Entry names: valid file names, the README's layout, and two distinct
+/// Entry names: valid file names, docs/FORMAT.md's layout, and two distinct
 /// pairs never share a name.
 pub fn check_entry_name(data: &[u8]) -> Result<(), String> {
     let [(ns1, obj1), (ns2, obj2)] = pairs_from(data);
@@ -248,7 +187,8 @@ pub struct Placeholders {
     pairs: Vec<(&'static [u8], Vec<u8>)>,
 }
 
-fn proc_stat(pid: u32) -> Option<(u8, u64)> {
+/// (state, start time) from `/proc/<pid>/stat` (`pid`: a number or "self").
+fn proc_stat(pid: impl std::fmt::Display) -> Option<(u8, u64)> {
     let s = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     let close = s.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&s[close + 1..]).ok()?;
@@ -258,9 +198,43 @@ fn proc_stat(pid: u32) -> Option<(u8, u64)> {
     Some((state, start))
 }
 
+/// This process's identity as docs/FORMAT.md's owner record spells it,
+/// read here without the library: `None` (`-` in a record) when unknown.
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub pid: u32,
+    pub start: Option<u64>,
+    pub pidns: Option<u64>,
+    pub boot: Option<String>,
+    pub machine: Option<String>,
+    pub host: String,
+}
+
+/// A one-line file's content, trimmed; `None` if unreadable or empty.
+fn one_line(path: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty() && !s.contains('\n')).then(|| s.to_string())
+}
+
+impl Me {
+    pub fn now() -> Me {
+        use std::os::unix::fs::MetadataExt;
+        Me {
+            pid: std::process::id(),
+            start: proc_stat("self").map(|(_, s)| s),
+            pidns: std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino()),
+            boot: one_line("/proc/sys/kernel/random/boot_id"),
+            machine: one_line("/etc/machine-id"),
+            // the UTS namespace's host name, which gethostname(2) returns
+            host: one_line("/proc/sys/kernel/hostname").unwrap_or_else(|| "-".into()),
+        }
+    }
+}
+
 impl Placeholders {
     pub fn new() -> Placeholders {
-        let me = identity();
+        let me = Me::now();
         // A child that exits: its PID is (until reused) a dead process's.
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -320,14 +294,14 @@ impl Default for Placeholders {
 pub const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 
 /// Independently of the library: is the holder named by `rec` certainly
-/// gone, as seen by `me`? Either an earlier boot of this very machine (same
+/// gone, as seen by `me` (this process)? Either an earlier boot of this very machine (same
 /// machine ID and host name, another boot ID, acquired before this boot
 /// began), or this boot and PID namespace (same boot ID and PID namespace
 /// inode) and the kernel has no process with that PID, or the process with
 /// that PID started at another time than the record says, or it is a
 /// zombie with no thread left. A PID that Linux can never hand out is not a
 /// process that is gone: it is garbage.
-pub fn really_gone(rec: &Record, me: &Identity) -> bool {
+pub fn really_gone(rec: &Record, me: &Me) -> bool {
     let o = &rec.owner;
     let known_eq = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
     if o.boot.is_some() && me.boot.is_some() && o.boot != me.boot {
@@ -370,8 +344,10 @@ pub fn really_gone(rec: &Record, me: &Identity) -> bool {
 pub fn check_owner_record(ph: &Placeholders, data: &[u8]) -> Result<(), String> {
     let bytes = ph.apply(data);
     let parsed = Record::parse(&bytes);
-    let me = identity();
-    let verdict = judge(parsed.as_ref(), &me);
+    // the judge is handed the library's own identity (the input of the code
+    // under test); the expectations below use the oracle's
+    let verdict = judge(parsed.as_ref(), &identity());
+    let me = Me::now();
     let shown = || String::from_utf8_lossy(&bytes).into_owned();
     if let Some(rec) = &parsed {
         let again = Record::parse(&rec.render())

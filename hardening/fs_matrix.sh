@@ -143,7 +143,7 @@ mkdir -p "$WORK/lib" "$WORK/logs" "$WORK/mnt"
 ln -s "$LOCKING_LIB_DIR/liblocking.so" "$WORK/lib/liblocking.so"
 ln -s "$LOCKING_LIB_DIR/liblocking.so" "$WORK/lib/liblocking.so.0"
 PROBE=$WORK/fsprobe
-cc -std=c11 -Wall -Wextra -Werror -O2 -g -pthread -I"$REPO/include" \
+cc -std=c11 -Wall -Wextra -Werror -O2 -g -pthread -I"$REPO/include" -I"$REPO/c_tests" \
     -o "$PROBE" "$HERE/fsprobe.c" -L"$WORK/lib" -llocking \
     -Wl,-rpath,"$WORK/lib" || { echo "FAIL: compiling hardening/fsprobe.c"; exit 1; }
 
@@ -444,7 +444,8 @@ else
             # opencreate breaks a dead holder's lock under an OFD guard;
             # OFD locks are per mount here (as between two hosts without
             # shared locks), so breakers on the two views can race: a
-            # documented limitation (README, "Limits"), reported, not failed.
+            # documented limitation (docs/LIMITS.md, "Where it works"), reported,
+            # not failed.
             noexcl,opencreate) KNOWN+=("two views, opencreate, stress with SIGKILLs: ${TV[$m,ks]}") ;;
             *) FAILS+=("two views, $m, stress with SIGKILLs: ${TV[$m,ks]}") ;;
             esac

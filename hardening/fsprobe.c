@@ -56,30 +56,18 @@
  * pipes and shared memory; times are only compared with generous bounds.
  */
 #define _GNU_SOURCE 1
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "locking.h"
+/* The C test support library (c_tests/support.h, compiled with
+ * -I c_tests): clocks, random numbers, names, /proc, processes, pipes and
+ * the random-kill harness. Its helpers give up through die(). */
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+#define T_SETUP_FAILED die
+#include "support.h"
 
 #define EXIT_WORKS 0
 #define EXIT_REFUSED 10
@@ -94,85 +82,6 @@
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-    if (s <= 0)
-        return;
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static void spin_for(double s)
-{
-    double until = now() + s;
-    while (now() < until) {
-    }
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64* */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static uint64_t rng_seed(uint64_t extra)
-{
-    uint64_t s = ((uint64_t)getpid() << 32) ^ (uint64_t)(now() * 1e9) ^
-                 (extra * 0x9e3779b97f4a7c15ull);
-    return s ? s : 1;
-}
-
-static const char *method_name(int m)
-{
-    switch (m) {
-    case LOCKING_METHOD_MKDIR: return "mkdir";
-    case LOCKING_METHOD_OPENCREATE: return "opencreate";
-    case LOCKING_METHOD_FAKE: return "fake";
-    case LOCKING_METHOD_KERNEL: return "kernel";
-    default: return "?";
-    }
-}
-
-static int method_by_name(const char *s)
-{
-    if (strcmp(s, "mkdir") == 0) return LOCKING_METHOD_MKDIR;
-    if (strcmp(s, "opencreate") == 0) return LOCKING_METHOD_OPENCREATE;
-    if (strcmp(s, "fake") == 0) return LOCKING_METHOD_FAKE;
-    if (strcmp(s, "kernel") == 0) return LOCKING_METHOD_KERNEL;
-    return -1;
-}
-
-static const char *rc_name(int rc)
-{
-    switch (rc) {
-    case LOCKING_OK: return "LOCKING_OK";
-    case LOCKING_E_LOCKER_FAILED: return "LOCKING_E_LOCKER_FAILED";
-    case LOCKING_E_CANNOT_GET_LOCK: return "LOCKING_E_CANNOT_GET_LOCK";
-    case LOCKING_E_INVALID_ARGUMENT: return "LOCKING_E_INVALID_ARGUMENT";
-    case LOCKING_E_IO: return "LOCKING_E_IO";
-    case LOCKING_E_ALREADY_LOCKED: return "LOCKING_E_ALREADY_LOCKED";
-    case LOCKING_E_NOT_LOCKED: return "LOCKING_E_NOT_LOCKED";
-    case LOCKING_E_LOCK_LOST: return "LOCKING_E_LOCK_LOST";
-    case LOCKING_E_INTERNAL: return "LOCKING_E_INTERNAL";
-    default: return rc >= 0 ? "(non-negative)" : "(unknown code)";
-    }
-}
 
 /* One write(2) per line, so lines of concurrent processes never mix. */
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -192,7 +101,6 @@ static void out(const char *fmt, ...)
     (void)w;
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
     char msg[2048];
@@ -213,110 +121,13 @@ static void one_line(char *s)
             *s = ' ';
 }
 
-static void *shared_alloc(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        die("mmap %zu bytes", size);
-    return p;
-}
-
-/* A child that must not outlive its parent (fsprobe is run under a
- * timeout that kills its process group too, this is a second guard). */
-static pid_t fork_child(void)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(EXIT_FAILED);
-    }
-    return pid;
-}
-
-static void kill_reap(pid_t pid)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-}
-
-/* Wait for a child until `deadline` (monotonic); returns true and the
- * status if it ended, false (child still running) otherwise. */
-static bool wait_until(pid_t pid, double deadline, int *status)
-{
-    for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid)
-            return true;
-        if (r < 0 && errno != EINTR)
-            return true;
-        if (now() > deadline)
-            return false;
-        sleep_s(0.002);
-    }
-}
-
-typedef struct { int r, w; } pipe_t;
-
-static pipe_t pipe_new(void)
-{
-    int fd[2];
-    if (pipe2(fd, O_CLOEXEC) != 0)
-        die("pipe2");
-    return (pipe_t){ fd[0], fd[1] };
-}
-
-static void send_byte(pipe_t *p, char c)
-{
-    ssize_t n;
-    do {
-        n = write(p->w, &c, 1);
-    } while (n < 0 && errno == EINTR);
-}
-
-/* One byte within `timeout` seconds, or -1 (EOF, timeout). */
-static int recv_byte(pipe_t *p, double timeout)
-{
-    double deadline = now() + timeout;
-    for (;;) {
-        double left = deadline - now();
-        if (left <= 0)
-            return -1;
-        struct pollfd pfd = { p->r, POLLIN, 0 };
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            continue;
-        char c;
-        ssize_t n = read(p->r, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n == 1 ? (unsigned char)c : -1;
-    }
-}
-
 /* Is process `pid` asleep in a system call (not running)? Reads
  * /proc/<pid>/syscall ("running" while on a CPU). Unknown -> true. */
 static bool blocked_in_syscall(pid_t pid)
 {
-    char path[64], buf[128];
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[128];
+    if (t_proc_read(pid, "syscall", buf, sizeof buf) < 0)
         return true;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return true;
-    buf[n] = '\0';
     return strncmp(buf, "running", 7) != 0;
 }
 
@@ -411,7 +222,7 @@ static bool file_increment(const char *path, uint64_t *rng)
         close(fd);
         return false;
     }
-    if ((rng_next(rng) & 3) == 0)
+    if ((t_rng_next(rng) & 3) == 0)
         sched_yield();
     v++;
     bool ok = pwrite(fd, &v, sizeof v, 0) == (ssize_t)sizeof v;
@@ -466,7 +277,7 @@ static void *stress_thread(void *p)
 {
     struct stress_arg *a = p;
     uint64_t me = ((uint64_t)(a->proc + 1) << 16) | (uint64_t)(a->thread + 1);
-    uint64_t rng = rng_seed(me);
+    uint64_t rng = t_rng_seed(me);
     Locker *l = NULL;
     int rc = locker_new("counter", a->dir, "fsmatrix", LOCK_TIMEOUT,
                         LOCKING_NEVER_EXPIRE, o.method, &l);
@@ -478,10 +289,10 @@ static void *stress_thread(void *p)
     }
     atomic_fetch_add(&sh->ready, 1);
     while (!atomic_load(&sh->go))
-        sleep_s(0.0005);
+        t_sleep(0.0005);
     long mine = 0;
     int io_errors = 0;
-    while (now() < sh->end_at && !atomic_load(&sh->stop)) {
+    while (t_now() < sh->end_at && !atomic_load(&sh->stop)) {
         rc = locker_lock(l);
         if (rc != LOCKING_OK) {
             atomic_fetch_add(&sh->errors, 1);
@@ -495,8 +306,8 @@ static void *stress_thread(void *p)
         atomic_fetch_add(&sh->acquisitions, 1);
         cs_enter(me);
         long v = sh->counter;
-        uint64_t r = rng_next(&rng);
-        spin_for((double)(r % 50) * 1e-6);
+        uint64_t r = t_rng_next(&rng);
+        t_spin_for((double)(r % 50) * 1e-6);
         if ((r >> 20) % 4 == 0)
             sched_yield();
         sh->counter = v + 1;
@@ -573,17 +384,17 @@ static int verdict_from_shared(const char *what, long expected_counter,
         if (e->code == LOCKING_E_LOCKER_FAILED ||
             e->code == LOCKING_E_CANNOT_GET_LOCK) {
             out("VERDICT failed %s: %s timed out (%s) after %.0f s: stall; "
-                "last_error \"%s\"", what, e->call, rc_name(e->code),
+                "last_error \"%s\"", what, e->call, t_rc_name(e->code),
                 LOCK_TIMEOUT, e->msg);
             return EXIT_FAILED;
         }
         if (e->code >= 0 || e->msg[0] == '\0' || e->code == LOCKING_E_INTERNAL) {
             out("VERDICT failed %s: %s returned %s (%d) with last_error \"%s\"",
-                what, e->call, rc_name(e->code), e->code, e->msg);
+                what, e->call, t_rc_name(e->code), e->code, e->msg);
             return EXIT_FAILED;
         }
         out("VERDICT refused %s %s (%ld times in %ld acquisitions): %s",
-            rc_name(e->code), e->call, atomic_load(&sh->errors),
+            t_rc_name(e->code), e->call, atomic_load(&sh->errors),
             atomic_load(&sh->acquisitions), e->msg);
         return EXIT_REFUSED;
     }
@@ -599,30 +410,30 @@ static int cmd_stress(void)
 {
     if (o.procs < 1 || o.threads < 1 || o.threads > 64)
         usage();
-    sh = shared_alloc(sizeof *sh);
+    sh = t_shared_alloc(sizeof *sh);
     if (o.data != NULL && unlink(o.data) != 0 && errno != ENOENT)
         die("unlink %s", o.data);
     pid_t *pids = calloc((size_t)o.procs, sizeof *pids);
     for (int p = 0; p < o.procs; p++) {
-        pids[p] = fork_child();
+        pids[p] = t_fork_guarded();
         if (pids[p] == 0)
             stress_proc(p);
     }
     /* everybody has made its Locker (or failed to): start together */
-    double t_ready = now() + PIPE_WAIT;
-    while (atomic_load(&sh->ready) < o.procs * o.threads && now() < t_ready)
-        sleep_s(0.001);
-    double t0 = now();
+    double t_ready = t_now() + PIPE_WAIT;
+    while (atomic_load(&sh->ready) < o.procs * o.threads && t_now() < t_ready)
+        t_sleep(0.001);
+    double t0 = t_now();
     sh->end_at = t0 + o.seconds;
     atomic_store(&sh->go, 1);
     bool hung = false;
     double deadline = t0 + o.seconds + LOCK_TIMEOUT + 15.0;
     for (int p = 0; p < o.procs; p++) {
         int st = 0;
-        if (!wait_until(pids[p], deadline, &st)) {
+        if (t_wait_until(pids[p], deadline, &st) == 0) {
             hung = true;
             atomic_store(&sh->stop, 1);
-            kill_reap(pids[p]);
+            t_kill_reap(pids[p]);
         } else if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
             atomic_fetch_add(&sh->errors, 1);
             if (!atomic_load(&sh->err.taken)) {
@@ -634,13 +445,13 @@ static int cmd_stress(void)
             }
         }
     }
-    double elapsed = now() - t0;
+    double elapsed = t_now() - t0;
     long inc = atomic_load(&sh->increments);
     long fc = o.data ? file_read_counter(o.data) : -1;
     out("RESULT test=stress method=%s procs=%d threads=%d views=%d "
         "acquisitions=%ld increments=%ld shared_counter=%ld file_counter=%ld "
         "violations=%ld lock_lost=%ld errors=%ld seconds=%.2f rate=%.0f/s",
-        method_name(o.method), o.procs, o.threads, o.dir2 ? 2 : 1,
+        t_method_name(o.method), o.procs, o.threads, o.dir2 ? 2 : 1,
         atomic_load(&sh->acquisitions), inc, sh->counter, fc,
         atomic_load(&sh->violations), atomic_load(&sh->lost),
         atomic_load(&sh->errors), elapsed,
@@ -677,17 +488,17 @@ struct killshared {
 
 static int cmd_sigkill(void)
 {
-    sh = shared_alloc(sizeof *sh);
-    struct killshared *ks = shared_alloc(sizeof *ks);
+    sh = t_shared_alloc(sizeof *sh);
+    struct killshared *ks = t_shared_alloc(sizeof *ks);
     /* "not run" until the try-lock happens: the holder may be refused
      * before it, and 0 would read as "the try-lock succeeded" */
     ks->rc_try = 1;
     const char *wdir = o.dir2 ? o.dir2 : o.dir;
-    pipe_t held = pipe_new(), start = pipe_new(), waiting = pipe_new();
+    t_pipe held = t_pipe_new(), start = t_pipe_new(), waiting = t_pipe_new();
     bool hung = false;
     double first = 1e9, second = 0;
 
-    pid_t holder = fork_child();
+    pid_t holder = t_fork_guarded();
     if (holder == 0) {
         Locker *l = NULL;
         int rc = locker_new("victim", o.dir, "fsmatrix", 10.0,
@@ -696,17 +507,17 @@ static int cmd_sigkill(void)
             rc = locker_lock(l);
         if (rc != LOCKING_OK) {
             record_error(&sh->err, "holder locker_new/locker_lock", rc);
-            send_byte(&held, 'E');
+            t_send_byte(&held, 'E');
             _exit(0);
         }
         cs_enter(1);
-        send_byte(&held, 'L');
+        t_send_byte(&held, 'L');
         for (;;)
             pause();
     }
-    int c = recv_byte(&held, PIPE_WAIT);
+    int c = t_recv_timeout(&held, PIPE_WAIT);
     if (c != 'L') {
-        kill_reap(holder);
+        t_kill_reap(holder);
         if (c == 'E')
             goto verdict;
         out("VERDICT failed sigkill: the holder did not report (%d)", c);
@@ -731,18 +542,18 @@ static int cmd_sigkill(void)
 
     pid_t waiter[2];
     for (int w = 0; w < 2; w++) {
-        waiter[w] = fork_child();
+        waiter[w] = t_fork_guarded();
         if (waiter[w] == 0) {
             Locker *l = NULL;
             double timeout = w == 0 ? 10.0 : LOCKING_WAIT_FOREVER;
             int rc = locker_new("victim", wdir, "fsmatrix", timeout,
                                 LOCKING_NEVER_EXPIRE, o.method, &l);
-            if (recv_byte(&start, PIPE_WAIT) != 'S')
+            if (t_recv_timeout(&start, PIPE_WAIT) != 'S')
                 _exit(1);
-            send_byte(&waiting, 'W');
+            t_send_byte(&waiting, 'W');
             if (rc == LOCKING_OK)
                 rc = locker_lock(l);
-            ks->t_acq[w] = now();
+            ks->t_acq[w] = t_now();
             ks->rc_lock[w] = rc;
             if (rc != LOCKING_OK) {
                 snprintf(ks->msg[w], MSG_LEN, "%s", locking_last_error());
@@ -755,7 +566,7 @@ static int cmd_sigkill(void)
             if (!(atomic_load(&ks->holder_doomed) &&
                   atomic_compare_exchange_strong(&sh->owner, &cur, me)))
                 cs_enter(me);
-            spin_for(0.001);
+            t_spin_for(0.001);
             ks->rc_check[w] = locker_check(l);
             cs_leave(me);
             ks->rc_unlock[w] = locker_unlock(l);
@@ -764,32 +575,32 @@ static int cmd_sigkill(void)
         }
     }
     for (int w = 0; w < 2; w++)
-        send_byte(&start, 'S');
+        t_send_byte(&start, 'S');
     for (int w = 0; w < 2; w++)
-        if (recv_byte(&waiting, PIPE_WAIT) != 'W') {
-            kill_reap(holder);
-            kill_reap(waiter[0]);
-            kill_reap(waiter[1]);
+        if (t_recv_timeout(&waiting, PIPE_WAIT) != 'W') {
+            t_kill_reap(holder);
+            t_kill_reap(waiter[0]);
+            t_kill_reap(waiter[1]);
             out("VERDICT failed sigkill: a waiter did not start");
             return EXIT_FAILED;
         }
     /* best effort: let both waiters get to sleep inside locker_lock */
-    for (double until = now() + 2.0; now() < until;)
+    for (double until = t_now() + 2.0; t_now() < until;)
         if (blocked_in_syscall(waiter[0]) && blocked_in_syscall(waiter[1]))
             break;
         else
-            sleep_s(0.002);
+            t_sleep(0.002);
     /* the holder dies inside its critical section: the first waiter may
      * take the owner word over from it (and only from it, only now) */
     atomic_store(&ks->holder_doomed, 1);
-    ks->t_kill = now();
-    kill_reap(holder);
+    ks->t_kill = t_now();
+    t_kill_reap(holder);
 
     for (int w = 0; w < 2; w++) {
         int st;
-        if (!wait_until(waiter[w], ks->t_kill + 15.0, &st)) {
+        if (t_wait_until(waiter[w], ks->t_kill + 15.0, &st) == 0) {
             hung = true;
-            kill_reap(waiter[w]);
+            t_kill_reap(waiter[w]);
         }
     }
     for (int w = 0; w < 2; w++) {
@@ -804,11 +615,11 @@ static int cmd_sigkill(void)
     out("RESULT test=sigkill method=%s views=%d try_while_held=%s "
         "waiter_timeout10=%s waiter_forever=%s recovery_first=%.4f "
         "recovery_second=%.4f check=%s/%s unlock=%s/%s",
-        method_name(o.method), o.dir2 ? 2 : 1, rc_name(ks->rc_try),
-        rc_name(ks->rc_lock[0]), hung && ks->t_acq[1] == 0 ? "(hung)"
-        : rc_name(ks->rc_lock[1]), first < 1e9 ? first : -1.0, second,
-        rc_name(ks->rc_check[0]), rc_name(ks->rc_check[1]),
-        rc_name(ks->rc_unlock[0]), rc_name(ks->rc_unlock[1]));
+        t_method_name(o.method), o.dir2 ? 2 : 1, t_rc_name(ks->rc_try),
+        t_rc_name(ks->rc_lock[0]), hung && ks->t_acq[1] == 0 ? "(hung)"
+        : t_rc_name(ks->rc_lock[1]), first < 1e9 ? first : -1.0, second,
+        t_rc_name(ks->rc_check[0]), t_rc_name(ks->rc_check[1]),
+        t_rc_name(ks->rc_unlock[0]), t_rc_name(ks->rc_unlock[1]));
 
 verdict:
     if (ks->rc_try == LOCKING_OK) {
@@ -824,21 +635,21 @@ verdict:
         struct errinfo *e = &sh->err;
         if (e->msg[0] == '\0') {
             out("VERDICT failed sigkill: %s returned %s without a message",
-                e->call, rc_name(e->code));
+                e->call, t_rc_name(e->code));
             return EXIT_FAILED;
         }
-        out("VERDICT refused %s %s: %s", rc_name(e->code), e->call, e->msg);
+        out("VERDICT refused %s %s: %s", t_rc_name(e->code), e->call, e->msg);
         return EXIT_REFUSED;
     }
     if (ks->rc_try != LOCKING_E_LOCKER_FAILED) {
         if (ks->rc_try < 0 && ks->try_msg[0] != '\0' &&
             ks->rc_try != LOCKING_E_INTERNAL) {
-            out("VERDICT refused %s try-lock: %s", rc_name(ks->rc_try),
+            out("VERDICT refused %s try-lock: %s", t_rc_name(ks->rc_try),
                 ks->try_msg);
             return EXIT_REFUSED;
         }
         out("VERDICT failed sigkill: try-lock while held returned %s, "
-            "message \"%s\"", rc_name(ks->rc_try), ks->try_msg);
+            "message \"%s\"", t_rc_name(ks->rc_try), ks->try_msg);
         return EXIT_FAILED;
     }
     if (hung) {
@@ -851,18 +662,18 @@ verdict:
         if (rc != LOCKING_OK) {
             if (rc < 0 && rc != LOCKING_E_LOCKER_FAILED &&
                 rc != LOCKING_E_INTERNAL && ks->msg[w][0] != '\0') {
-                out("VERDICT refused %s waiter %d locker_lock: %s", rc_name(rc),
+                out("VERDICT refused %s waiter %d locker_lock: %s", t_rc_name(rc),
                     w, ks->msg[w]);
                 return EXIT_REFUSED;
             }
             out("VERDICT failed sigkill: waiter %d: locker_lock returned %s: "
-                "%s", w, rc_name(rc), ks->msg[w]);
+                "%s", w, t_rc_name(rc), ks->msg[w]);
             return EXIT_FAILED;
         }
         if (ks->rc_check[w] != LOCKING_OK || ks->rc_unlock[w] != LOCKING_OK) {
             out("VERDICT failed sigkill: waiter %d: locker_check %s, "
-                "locker_unlock %s", w, rc_name(ks->rc_check[w]),
-                rc_name(ks->rc_unlock[w]));
+                "locker_unlock %s", w, t_rc_name(ks->rc_check[w]),
+                t_rc_name(ks->rc_unlock[w]));
             return EXIT_FAILED;
         }
     }
@@ -887,85 +698,79 @@ struct latshared {
     char spur_msg[MSG_LEN];
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int cmd_latency(void)
 {
     if (o.rounds < 1 || o.rounds > 1000)
         usage();
-    sh = shared_alloc(sizeof *sh);
-    struct latshared *ls = shared_alloc(sizeof *ls);
+    sh = t_shared_alloc(sizeof *sh);
+    struct latshared *ls = t_shared_alloc(sizeof *ls);
     const char *wdir = o.dir2 ? o.dir2 : o.dir;
-    pipe_t to_h = pipe_new(), from_h = pipe_new();
-    pipe_t to_w = pipe_new(), from_w = pipe_new();
+    t_pipe to_h = t_pipe_new(), from_h = t_pipe_new();
+    t_pipe to_w = t_pipe_new(), from_w = t_pipe_new();
 
-    pid_t h = fork_child();
+    pid_t h = t_fork_guarded();
     if (h == 0) {
         Locker *l = NULL;
         int rc = locker_new("latency", o.dir, "fsmatrix", 10.0,
                             LOCKING_NEVER_EXPIRE, o.method, &l);
         for (;;) {
-            int c = recv_byte(&to_h, PIPE_WAIT);
+            int c = t_recv_timeout(&to_h, PIPE_WAIT);
             if (c == 'L') {
                 if (rc == LOCKING_OK)
                     rc = locker_lock(l);
                 if (rc != LOCKING_OK) {
                     record_error(&sh->err, "holder locker_lock", rc);
-                    send_byte(&from_h, 'E');
+                    t_send_byte(&from_h, 'E');
                     _exit(0);
                 }
                 cs_enter(1);
-                send_byte(&from_h, 'l');
+                t_send_byte(&from_h, 'l');
             } else if (c == 'U') {
                 cs_leave(1);
-                ls->t_release = now();
+                ls->t_release = t_now();
                 rc = locker_unlock(l);
                 if (rc != LOCKING_OK) {
                     record_error(&sh->err, "holder locker_unlock", rc);
-                    send_byte(&from_h, 'E');
+                    t_send_byte(&from_h, 'E');
                     _exit(0);
                 }
-                send_byte(&from_h, 'u');
+                t_send_byte(&from_h, 'u');
             } else {
                 locker_free(l);
                 _exit(0);
             }
         }
     }
-    pid_t w = fork_child();
+    pid_t w = t_fork_guarded();
     if (w == 0) {
         Locker *l = NULL;
         int rc = locker_new("latency", wdir, "fsmatrix", 10.0,
                             LOCKING_NEVER_EXPIRE, o.method, &l);
         for (;;) {
-            int c = recv_byte(&to_w, PIPE_WAIT);
+            int c = t_recv_timeout(&to_w, PIPE_WAIT);
             if (c != 'G') {
                 locker_free(l);
                 _exit(0);
             }
-            send_byte(&from_w, 'w');
+            t_send_byte(&from_w, 'w');
             if (rc == LOCKING_OK)
                 rc = locker_lock(l);
             /* a LOCKING_E_IO in the middle of a wait is counted and the
              * wait resumed, so that the pickup latency can still be
              * measured; the verdict reports it */
-            double give_up = now() + 10.0;
-            while (rc == LOCKING_E_IO && now() < give_up) {
+            double give_up = t_now() + 10.0;
+            while (rc == LOCKING_E_IO && t_now() < give_up) {
                 if (ls->spurious++ == 0) {
                     snprintf(ls->spur_msg, MSG_LEN, "%s", locking_last_error());
                     one_line(ls->spur_msg);
                 }
-                sleep_s(0.001);
+                t_sleep(0.001);
                 rc = locker_lock(l);
             }
-            ls->t_acquired = now();
+            ls->t_acquired = t_now();
             if (rc != LOCKING_OK) {
                 record_error(&sh->err, "waiter locker_lock", rc);
-                send_byte(&from_w, 'E');
+                t_send_byte(&from_w, 'E');
                 _exit(0);
             }
             cs_enter(2);
@@ -976,48 +781,48 @@ static int cmd_latency(void)
             rc = locker_unlock(l);
             if (rc != LOCKING_OK) {
                 record_error(&sh->err, "waiter locker_unlock", rc);
-                send_byte(&from_w, 'E');
+                t_send_byte(&from_w, 'E');
                 _exit(0);
             }
-            send_byte(&from_w, 'a');
+            t_send_byte(&from_w, 'a');
         }
     }
 
-    uint64_t rng = rng_seed(7);
+    uint64_t rng = t_rng_seed(7);
     double *lat = calloc((size_t)o.rounds, sizeof *lat);
     int done = 0;
     const char *fail = NULL;
     for (int r = 0; r < o.rounds && fail == NULL; r++) {
         ls->t_release = 0;
         ls->t_acquired = 0;
-        send_byte(&to_h, 'L');
-        if (recv_byte(&from_h, PIPE_WAIT) != 'l') {
+        t_send_byte(&to_h, 'L');
+        if (t_recv_timeout(&from_h, PIPE_WAIT) != 'l') {
             fail = "the holder did not lock";
             break;
         }
-        send_byte(&to_w, 'G');
-        if (recv_byte(&from_w, PIPE_WAIT) != 'w') {
+        t_send_byte(&to_w, 'G');
+        if (t_recv_timeout(&from_w, PIPE_WAIT) != 'w') {
             fail = "the waiter did not start";
             break;
         }
         /* let the waiter get to sleep in locker_lock (best effort), then
          * release at a random moment relative to its poll interval */
-        for (double until = now() + 2.0; now() < until;) {
+        for (double until = t_now() + 2.0; t_now() < until;) {
             if (blocked_in_syscall(w))
                 break;
-            sleep_s(0.001);
+            t_sleep(0.001);
         }
-        sleep_s((double)(rng_next(&rng) % 200) / 1000.0);
+        t_sleep((double)(t_rng_next(&rng) % 200) / 1000.0);
         if (ls->t_acquired != 0) {
             /* acquired while the holder held: say so and go on */
             ls->early = true;
         }
-        send_byte(&to_h, 'U');
-        if (recv_byte(&from_h, PIPE_WAIT) != 'u') {
+        t_send_byte(&to_h, 'U');
+        if (t_recv_timeout(&from_h, PIPE_WAIT) != 'u') {
             fail = "the holder did not unlock";
             break;
         }
-        int c = recv_byte(&from_w, 15.0);
+        int c = t_recv_timeout(&from_w, 15.0);
         if (c != 'a') {
             fail = c == 'E' ? "the waiter failed" : "the waiter did not get the lock within 15 s";
             break;
@@ -1026,17 +831,17 @@ static int cmd_latency(void)
             break;
         lat[done++] = ls->t_acquired - ls->t_release;
     }
-    send_byte(&to_h, 'Q');
-    send_byte(&to_w, 'Q');
+    t_send_byte(&to_h, 'Q');
+    t_send_byte(&to_w, 'Q');
     int st;
-    if (!wait_until(h, now() + 10.0, &st))
-        kill_reap(h);
-    if (!wait_until(w, now() + 10.0, &st))
-        kill_reap(w);
+    if (t_wait_until(h, t_now() + 10.0, &st) == 0)
+        t_kill_reap(h);
+    if (t_wait_until(w, t_now() + 10.0, &st) == 0)
+        t_kill_reap(w);
 
     if (ls->early || atomic_load(&sh->violations) > 0) {
         out("RESULT test=latency method=%s views=%d rounds=%d",
-            method_name(o.method), o.dir2 ? 2 : 1, done);
+            t_method_name(o.method), o.dir2 ? 2 : 1, done);
         out("VERDICT noexcl latency: the waiter got the lock while the holder "
             "held it");
         return EXIT_NOEXCL;
@@ -1045,23 +850,23 @@ static int cmd_latency(void)
         struct errinfo *e = &sh->err;
         if (e->msg[0] == '\0' || e->code == LOCKING_E_LOCKER_FAILED) {
             out("VERDICT failed latency: %s returned %s: \"%s\"", e->call,
-                rc_name(e->code), e->msg);
+                t_rc_name(e->code), e->msg);
             return EXIT_FAILED;
         }
-        out("VERDICT refused %s %s: %s", rc_name(e->code), e->call, e->msg);
+        out("VERDICT refused %s %s: %s", t_rc_name(e->code), e->call, e->msg);
         return EXIT_REFUSED;
     }
     if (fail != NULL) {
         out("VERDICT failed latency: %s", fail);
         return EXIT_FAILED;
     }
-    qsort(lat, (size_t)done, sizeof *lat, cmp_double);
+    qsort(lat, (size_t)done, sizeof *lat, t_cmp_double);
     double sum = 0;
     for (int i = 0; i < done; i++)
         sum += lat[i];
     out("RESULT test=latency method=%s views=%d rounds=%d min=%.4f "
         "median=%.4f mean=%.4f max=%.4f spurious_io_errors=%d",
-        method_name(o.method), o.dir2 ? 2 : 1, done, lat[0], lat[done / 2],
+        t_method_name(o.method), o.dir2 ? 2 : 1, done, lat[0], lat[done / 2],
         sum / done, lat[done - 1], ls->spurious);
     if (ls->spurious > 0) {
         out("VERDICT refused LOCKING_E_IO waiter locker_lock (%d times, "
@@ -1078,7 +883,7 @@ static int cmd_latency(void)
 
 static int cmd_olfd(void)
 {
-    sh = shared_alloc(sizeof *sh);
+    sh = t_shared_alloc(sizeof *sh);
     char file[PATH_MAX], sub[PATH_MAX], other[PATH_MAX];
     snprintf(file, sizeof file, "%s/olfd-file", o.dir);
     snprintf(sub, sizeof sub, "%s/olfd-sub", o.dir);
@@ -1090,24 +895,24 @@ static int cmd_olfd(void)
     unlink(file);
 
     /* 1. held through one path, a try through another path must fail */
-    pipe_t held = pipe_new(), rel = pipe_new();
-    pid_t h = fork_child();
+    t_pipe held = t_pipe_new(), rel = t_pipe_new();
+    pid_t h = t_fork_guarded();
     if (h == 0) {
         int fd = open_locked_fd(file, 10.0, NULL, LOCKING_NEVER_EXPIRE,
                                 o.method);
         if (fd < 0) {
             record_error(&sh->err, "open_locked_fd", fd);
-            send_byte(&held, 'E');
+            t_send_byte(&held, 'E');
             _exit(0);
         }
-        send_byte(&held, 'L');
-        recv_byte(&rel, PIPE_WAIT);
+        t_send_byte(&held, 'L');
+        t_recv_timeout(&rel, PIPE_WAIT);
         int rc = close_locked_fd(fd);
         if (rc != LOCKING_OK)
             record_error(&sh->err, "close_locked_fd", rc);
         _exit(0);
     }
-    int c = recv_byte(&held, PIPE_WAIT);
+    int c = t_recv_timeout(&held, PIPE_WAIT);
     int try_rc = 0;
     char try_msg[MSG_LEN] = "";
     if (c == 'L') {
@@ -1120,10 +925,10 @@ static int cmd_olfd(void)
             snprintf(try_msg, sizeof try_msg, "%s", locking_last_error());
         one_line(try_msg);
     }
-    send_byte(&rel, 'R');
+    t_send_byte(&rel, 'R');
     int st;
-    if (!wait_until(h, now() + PIPE_WAIT, &st))
-        kill_reap(h);
+    if (t_wait_until(h, t_now() + PIPE_WAIT, &st) == 0)
+        t_kill_reap(h);
     if (atomic_load(&sh->err.taken))
         goto verdict;
     if (c != 'L') {
@@ -1137,12 +942,12 @@ static int cmd_olfd(void)
     }
     if (try_rc != LOCKING_E_CANNOT_GET_LOCK) {
         if (try_msg[0] != '\0' && try_rc != LOCKING_E_INTERNAL) {
-            out("VERDICT refused %s open_locked_fd (try): %s", rc_name(try_rc),
+            out("VERDICT refused %s open_locked_fd (try): %s", t_rc_name(try_rc),
                 try_msg);
             return EXIT_REFUSED;
         }
         out("VERDICT failed olfd: try returned %s without a message",
-            rc_name(try_rc));
+            t_rc_name(try_rc));
         return EXIT_FAILED;
     }
 
@@ -1150,14 +955,14 @@ static int cmd_olfd(void)
     {
         int np = o.procs;
         pid_t *pids = calloc((size_t)np, sizeof *pids);
-        sh->end_at = now() + o.seconds;
+        sh->end_at = t_now() + o.seconds;
         for (int p = 0; p < np; p++) {
-            pids[p] = fork_child();
+            pids[p] = t_fork_guarded();
             if (pids[p] == 0) {
                 const char *path = (p % 2) ? other : file;
-                uint64_t rng = rng_seed((uint64_t)p + 100);
+                uint64_t rng = t_rng_seed((uint64_t)p + 100);
                 int io_errors = 0;
-                while (now() < sh->end_at) {
+                while (t_now() < sh->end_at) {
                     int fd = open_locked_fd(path, LOCK_TIMEOUT, NULL,
                                             LOCKING_NEVER_EXPIRE, o.method);
                     if (fd < 0) {
@@ -1174,7 +979,7 @@ static int cmd_olfd(void)
                     if (n != 0 && n != (ssize_t)sizeof v)
                         atomic_fetch_add(&sh->file_bad, 1);
                     long sv = sh->counter;
-                    if ((rng_next(&rng) & 3) == 0)
+                    if ((t_rng_next(&rng) & 3) == 0)
                         sched_yield();
                     sh->counter = sv + 1;
                     v++;
@@ -1194,15 +999,15 @@ static int cmd_olfd(void)
         }
         bool hung = false;
         for (int p = 0; p < np; p++)
-            if (!wait_until(pids[p], sh->end_at + LOCK_TIMEOUT + 10.0, &st)) {
+            if (t_wait_until(pids[p], sh->end_at + LOCK_TIMEOUT + 10.0, &st) == 0) {
                 hung = true;
-                kill_reap(pids[p]);
+                t_kill_reap(pids[p]);
             }
         long inc = atomic_load(&sh->increments);
         long fc = file_read_counter(file);
         out("RESULT test=olfd method=%s try_other_path=%s processes=%d "
             "increments=%ld file_counter=%ld violations=%ld errors=%ld",
-            method_name(o.method), rc_name(try_rc), np, inc, fc,
+            t_method_name(o.method), t_rc_name(try_rc), np, inc, fc,
             atomic_load(&sh->violations), atomic_load(&sh->errors));
         if (hung) {
             out("VERDICT failed olfd: a process hung");
@@ -1225,10 +1030,10 @@ verdict:
         struct errinfo *e = &sh->err;
         if (e->msg[0] == '\0' || e->code == LOCKING_E_INTERNAL) {
             out("VERDICT failed olfd: %s returned %s without a message",
-                e->call, rc_name(e->code));
+                e->call, t_rc_name(e->code));
             return EXIT_FAILED;
         }
-        out("VERDICT refused %s %s: %s", rc_name(e->code), e->call, e->msg);
+        out("VERDICT refused %s %s: %s", t_rc_name(e->code), e->call, e->msg);
         return EXIT_REFUSED;
     }
 }
@@ -1239,8 +1044,7 @@ verdict:
 #define KS_MAX_SPAWNS 65536
 
 struct ksshared {
-    atomic_uint_fast64_t owner;   /* ((spawn + 1) << 8) | thread, or 0 */
-    atomic_uchar doomed[KS_MAX_SPAWNS];
+    _Atomic uint64_t owner;   /* t_pool_mark(spawn, thread) of the party inside, or 0 */
     atomic_long acquisitions, violations, takeovers, errors, lost;
     _Atomic double last_acq;
     atomic_int stop;
@@ -1250,39 +1054,33 @@ struct ksshared {
 };
 
 static struct ksshared *ks2;
+/* the worker processes, killed at random and replaced (support.h) */
+static t_pool ks_pool;
+
+/* Keeps the first violation's description for the verdict line. */
+static void describe_violation(atomic_int *taken, char *desc, size_t cap,
+                               const char *where, uint64_t me, uint64_t other)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(taken, &expected, 1))
+        snprintf(desc, cap, "%sspawn %u thread %u entered while spawn %u thread %u "
+                 "was inside", where, t_pool_mark_spawn(me), (unsigned)(me & 255),
+                 t_pool_mark_spawn(other), (unsigned)(other & 255));
+}
 
 static void ks_enter(uint64_t me)
 {
-    uint64_t cur = 0;
-    for (;;) {
-        if (atomic_compare_exchange_strong(&ks2->owner, &cur, me))
-            return;
-        /* the mark of a killed party may be left: take it over */
-        if (atomic_load(&ks2->doomed[((cur >> 8) - 1) % KS_MAX_SPAWNS])) {
-            if (atomic_compare_exchange_strong(&ks2->owner, &cur, me)) {
-                atomic_fetch_add(&ks2->takeovers, 1);
-                return;
-            }
-            continue;
-        }
+    uint64_t other = 0;
+    switch (t_pool_claim(&ks_pool, &ks2->owner, me, &other)) {
+    case T_CLAIM_TAKEOVER: /* the mark of a killed party was left */
+        atomic_fetch_add(&ks2->takeovers, 1);
+        break;
+    case T_CLAIM_VIOLATION:
         atomic_fetch_add(&ks2->violations, 1);
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&ks2->violation_taken, &expected, 1))
-            snprintf(ks2->violation_desc, sizeof ks2->violation_desc,
-                     "spawn %llu thread %llu entered while spawn %llu thread "
-                     "%llu was inside", (unsigned long long)(me >> 8) - 1,
-                     (unsigned long long)(me & 255),
-                     (unsigned long long)(cur >> 8) - 1,
-                     (unsigned long long)(cur & 255));
-        atomic_store(&ks2->owner, me);
-        return;
+        describe_violation(&ks2->violation_taken, ks2->violation_desc,
+                           sizeof ks2->violation_desc, "", me, other);
+        break;
     }
-}
-
-static void ks_leave(uint64_t me)
-{
-    uint64_t cur = me;
-    atomic_compare_exchange_strong(&ks2->owner, &cur, 0);
 }
 
 struct ks_targ {
@@ -1294,8 +1092,8 @@ struct ks_targ {
 static void *ks_thread(void *p)
 {
     struct ks_targ *a = p;
-    uint64_t me = ((uint64_t)(a->seq + 1) << 8) | (uint64_t)a->thread;
-    uint64_t rng = rng_seed(me);
+    uint64_t me = t_pool_mark(a->seq, (unsigned)a->thread);
+    uint64_t rng = t_rng_seed(me);
     Locker *l = NULL;
     int rc = locker_new("killstress", a->dir, "fsmatrix", LOCK_TIMEOUT,
                         LOCKING_NEVER_EXPIRE, o.method, &l);
@@ -1310,16 +1108,16 @@ static void *ks_thread(void *p)
             atomic_fetch_add(&ks2->errors, 1);
             record_error(&ks2->err, "locker_lock", rc);
             if (rc == LOCKING_E_IO) {
-                sleep_s(0.001);
+                t_sleep(0.001);
                 continue;
             }
             break;
         }
         atomic_fetch_add(&ks2->acquisitions, 1);
-        atomic_store(&ks2->last_acq, now());
+        atomic_store(&ks2->last_acq, t_now());
         ks_enter(me);
-        spin_for((double)(rng_next(&rng) % 200) * 1e-6);
-        ks_leave(me);
+        t_spin_for((double)(t_rng_next(&rng) % 200) * 1e-6);
+        t_pool_release(&ks2->owner, me);
         rc = locker_unlock(l);
         if (rc == LOCKING_E_LOCK_LOST)
             atomic_fetch_add(&ks2->lost, 1);   /* expire is disabled! */
@@ -1332,86 +1130,80 @@ static void *ks_thread(void *p)
     return NULL;
 }
 
-static pid_t ks_spawn(unsigned seq, const char *dir)
+/* A worker process (t_pool run): o.threads threads; with -D, odd slots
+ * use the second view. */
+static void ks_worker(t_pool *pool, int slot, unsigned seq)
 {
-    pid_t pid = fork_child();
-    if (pid == 0) {
-        pthread_t th[64];
-        struct ks_targ args[64];
-        for (int t = 0; t < o.threads; t++) {
-            args[t] = (struct ks_targ){ seq, t, dir };
-            if (pthread_create(&th[t], NULL, ks_thread, &args[t]) != 0)
-                _exit(EXIT_FAILED);
-        }
-        for (int t = 0; t < o.threads; t++)
-            pthread_join(th[t], NULL);
-        _exit(0);
+    (void)pool;
+    const char *dir = (o.dir2 && slot % 2) ? o.dir2 : o.dir;
+    pthread_t th[64];
+    struct ks_targ args[64];
+    for (int t = 0; t < o.threads; t++) {
+        args[t] = (struct ks_targ){ seq, t, dir };
+        if (pthread_create(&th[t], NULL, ks_thread, &args[t]) != 0)
+            _exit(EXIT_FAILED);
     }
-    return pid;
+    for (int t = 0; t < o.threads; t++)
+        pthread_join(th[t], NULL);
+    _exit(0);
 }
 
 static int cmd_killstress(void)
 {
     if (o.procs < 2 || o.procs > 32 || o.threads < 1 || o.threads > 64)
         usage();
-    ks2 = shared_alloc(sizeof *ks2);
-    pid_t pids[32];
-    unsigned seqs[32], next = 0;
-    for (int p = 0; p < o.procs; p++) {
-        seqs[p] = next++;
-        pids[p] = ks_spawn(seqs[p], (o.dir2 && p % 2) ? o.dir2 : o.dir);
-    }
-    uint64_t rng = rng_seed(99);
-    double t0 = now(), end = t0 + o.seconds;
+    ks2 = t_shared_alloc(sizeof *ks2);
+    t_pool_init(&ks_pool, o.procs, KS_MAX_SPAWNS, ks_worker, NULL);
+    for (int p = 0; p < o.procs; p++)
+        t_pool_spawn(&ks_pool, p);
+    uint64_t rng = t_rng_seed(99);
+    double t0 = t_now(), end = t0 + o.seconds;
     atomic_store(&ks2->last_acq, t0);
     long kills = 0;
     double longest_gap = 0;
     bool stalled = false;
-    while (now() < end && !stalled) {
-        sleep_s(0.01 + (double)(rng_next(&rng) % 50) / 1000.0);
-        double gap = now() - atomic_load(&ks2->last_acq);
+    while (t_now() < end && !stalled) {
+        t_sleep(0.01 + (double)(t_rng_next(&rng) % 50) / 1000.0);
+        double gap = t_now() - atomic_load(&ks2->last_acq);
         if (gap > longest_gap)
             longest_gap = gap;
         if (gap > STALL_BOUND) {
             stalled = true;
             break;
         }
-        int v = (int)(rng_next(&rng) % (uint64_t)o.procs);
+        int v = t_pool_pick(&ks_pool, &rng);
         /* half the time, the holder itself (inside its critical section):
          * then every other worker is a waiter that may break its lock */
         uint64_t holder = atomic_load(&ks2->owner);
-        if (holder != 0 && (rng_next(&rng) & 1))
+        if (holder != 0 && (t_rng_next(&rng) & 1))
             for (int p = 0; p < o.procs; p++)
-                if (seqs[p] + 1 == (unsigned)(holder >> 8))
+                if (ks_pool.seq[p] == t_pool_mark_spawn(holder))
                     v = p;
-        atomic_store(&ks2->doomed[seqs[v] % KS_MAX_SPAWNS], 1);
-        kill_reap(pids[v]);
+        t_pool_kill(&ks_pool, v);
         kills++;
-        if (next >= KS_MAX_SPAWNS)
+        if (!t_pool_spawn(&ks_pool, v))
             break;
-        seqs[v] = next++;
-        pids[v] = ks_spawn(seqs[v], (o.dir2 && v % 2) ? o.dir2 : o.dir);
     }
     /* after the last kill, the lock must still be handed on */
-    double last_kill = now();
-    while (!stalled && now() - last_kill < 0.3) {
-        sleep_s(0.01);
-        if (now() - atomic_load(&ks2->last_acq) > STALL_BOUND)
+    double last_kill = t_now();
+    while (!stalled && t_now() - last_kill < 0.3) {
+        t_sleep(0.01);
+        if (t_now() - atomic_load(&ks2->last_acq) > STALL_BOUND)
             stalled = true;
     }
     atomic_store(&ks2->stop, 1);
     bool hung = false;
     for (int p = 0; p < o.procs; p++) {
         int st;
-        if (!wait_until(pids[p], now() + LOCK_TIMEOUT + 5.0, &st)) {
+        if (t_wait_until(ks_pool.pid[p], t_now() + LOCK_TIMEOUT + 5.0, &st) == 0) {
             hung = true;
-            kill_reap(pids[p]);
+            t_kill_reap(ks_pool.pid[p]);
         }
     }
     long acq = atomic_load(&ks2->acquisitions);
     out("RESULT test=killstress method=%s procs=%d threads=%d views=%d "
         "acquisitions=%ld kills=%ld takeovers=%ld violations=%ld lock_lost=%ld "
-        "errors=%ld longest_gap=%.3f", method_name(o.method), o.procs,
+        "errors=%ld longest_gap=%.3f", t_method_name(o.method), o.procs,
         o.threads, o.dir2 ? 2 : 1, acq, kills, atomic_load(&ks2->takeovers),
         atomic_load(&ks2->violations), atomic_load(&ks2->lost),
         atomic_load(&ks2->errors), longest_gap);
@@ -1439,11 +1231,11 @@ static int cmd_killstress(void)
         if (e->msg[0] == '\0' || e->code == LOCKING_E_INTERNAL ||
             e->code == LOCKING_E_LOCKER_FAILED) {
             out("VERDICT failed killstress: %s returned %s: \"%s\"", e->call,
-                rc_name(e->code), e->msg);
+                t_rc_name(e->code), e->msg);
             return EXIT_FAILED;
         }
         out("VERDICT refused %s %s (%ld times in %ld acquisitions): %s",
-            rc_name(e->code), e->call, atomic_load(&ks2->errors), acq, e->msg);
+            t_rc_name(e->code), e->call, atomic_load(&ks2->errors), acq, e->msg);
         return EXIT_REFUSED;
     }
     out("VERDICT works %ld acquisitions, %ld SIGKILLs, no violation, longest "
@@ -1477,54 +1269,41 @@ struct soak_method_stats {
 };
 
 struct soakshared {
-    atomic_uint owner[SOAK_METHODS][SOAK_RES];   /* spawn seq + 1, or 0 */
+    /* t_pool_mark(spawn, thread) of the party inside, or 0 */
+    _Atomic uint64_t owner[SOAK_METHODS][SOAK_RES];
     struct soak_method_stats m[SOAK_METHODS];
     atomic_int stop;
-    atomic_int slot_pid[SOAK_METHODS][SOAK_MAX_PROCS];
-    atomic_uint slot_seq[SOAK_METHODS][SOAK_MAX_PROCS];
-    atomic_uchar doomed[SOAK_MAX_SPAWNS];
     char violation_desc[256];
     atomic_int violation_taken;
 };
 
 static struct soakshared *ss;
+/* the worker processes, SOAK_METHODS x o.procs slots (slot = mi * o.procs
+ * + s), killed at random and replaced (support.h) */
+static t_pool soak_pool;
 
-static void soak_cs_enter(int mi, int res, unsigned me)
+static void soak_cs_enter(int mi, int res, uint64_t me)
 {
-    atomic_uint *w = &ss->owner[mi][res];
-    unsigned cur = 0;
-    for (;;) {
-        if (atomic_compare_exchange_strong(w, &cur, me))
-            return;
-        /* someone's mark is there: fine only if it was killed */
-        if (atomic_load(&ss->doomed[(cur - 1) % SOAK_MAX_SPAWNS])) {
-            if (atomic_compare_exchange_strong(w, &cur, me)) {
-                atomic_fetch_add(&ss->m[mi].takeovers, 1);
-                return;
-            }
-            continue;
-        }
+    uint64_t other = 0;
+    switch (t_pool_claim(&soak_pool, &ss->owner[mi][res], me, &other)) {
+    case T_CLAIM_TAKEOVER: /* the mark of a killed party was left */
+        atomic_fetch_add(&ss->m[mi].takeovers, 1);
+        break;
+    case T_CLAIM_VIOLATION: {
         atomic_fetch_add(&ss->m[mi].violations, 1);
-        int expected = 0;
-        if (atomic_compare_exchange_strong(&ss->violation_taken, &expected, 1))
-            snprintf(ss->violation_desc, sizeof ss->violation_desc,
-                     "%s resource %d: spawn %u entered while spawn %u was "
-                     "inside", method_name(soak_methods[mi]), res, me - 1,
-                     cur - 1);
-        atomic_store(w, me);
-        return;
+        char where[64];
+        snprintf(where, sizeof where, "%s resource %d: ",
+                 t_method_name(soak_methods[mi]), res);
+        describe_violation(&ss->violation_taken, ss->violation_desc,
+                           sizeof ss->violation_desc, where, me, other);
+        break;
     }
-}
-
-static void soak_cs_leave(int mi, int res, unsigned me)
-{
-    unsigned cur = me;
-    atomic_compare_exchange_strong(&ss->owner[mi][res], &cur, 0);
+    }
 }
 
 struct soak_targ {
     int mi;
-    unsigned me;
+    unsigned seq;
     const char *base;
     int thread;
 };
@@ -1538,29 +1317,30 @@ static void soak_error(int mi, const char *call, int rc)
 static void soak_acquired(int mi, int res)
 {
     atomic_fetch_add(&ss->m[mi].acquisitions, 1);
-    atomic_store(&ss->m[mi].last_acq[res], now());
+    atomic_store(&ss->m[mi].last_acq[res], t_now());
 }
 
 static void *soak_thread(void *p)
 {
     struct soak_targ *a = p;
     int mi = a->mi, method = soak_methods[mi];
-    uint64_t rng = rng_seed((uint64_t)a->me * 131 + (uint64_t)a->thread);
+    uint64_t me = t_pool_mark(a->seq, (unsigned)a->thread);
+    uint64_t rng = t_rng_seed((uint64_t)(a->seq + 1) * 131 + (uint64_t)a->thread);
     char lockdir[PATH_MAX], files[SOAK_FILES][PATH_MAX], olockdir[PATH_MAX];
     snprintf(lockdir, sizeof lockdir, "%s/%d-%s/locks", a->base, mi,
-             method_name(method));
+             t_method_name(method));
     snprintf(olockdir, sizeof olockdir, "%s/%d-%s/olocks", a->base, mi,
-             method_name(method));
+             t_method_name(method));
     for (int f = 0; f < SOAK_FILES; f++)
         snprintf(files[f], sizeof files[f], "%s/%d-%s/file-%d", a->base, mi,
-                 method_name(method), f);
+                 t_method_name(method), f);
     /* a mix of Lockers: wait forever, a short timeout, try once */
     static const double timeouts[] = { LOCKING_WAIT_FOREVER, 0.05, 0.0, 2.0 };
     Locker *l[SOAK_NAMES];
     for (int n = 0; n < SOAK_NAMES; n++) {
         char name[16];
         snprintf(name, sizeof name, "name-%d", n);
-        double to = timeouts[rng_next(&rng) % 4];
+        double to = timeouts[t_rng_next(&rng) % 4];
         int rc = locker_new(name, lockdir, "soak", to, LOCKING_NEVER_EXPIRE,
                             method, &l[n]);
         if (rc != LOCKING_OK) {
@@ -1569,7 +1349,7 @@ static void *soak_thread(void *p)
         }
     }
     while (!atomic_load(&ss->stop)) {
-        uint64_t r = rng_next(&rng);
+        uint64_t r = t_rng_next(&rng);
         int op = (int)(r % 4);
         if (op < 3) {
             int n = (int)((r >> 8) % SOAK_NAMES);
@@ -1582,18 +1362,18 @@ static void *soak_thread(void *p)
             }
             if (rc != LOCKING_OK) {
                 soak_error(mi, "locker_lock", rc);
-                sleep_s(0.01);
+                t_sleep(0.01);
                 continue;
             }
             soak_acquired(mi, n);
-            soak_cs_enter(mi, n, a->me);
-            spin_for((double)((r >> 16) % 100) * 1e-6);
+            soak_cs_enter(mi, n, me);
+            t_spin_for((double)((r >> 16) % 100) * 1e-6);
             if ((r >> 24) % 8 == 0) {
                 rc = (r >> 28) & 1 ? locker_refresh(l[n]) : locker_check(l[n]);
                 if (rc != LOCKING_OK)
                     soak_error(mi, "locker_refresh/locker_check", rc);
             }
-            soak_cs_leave(mi, n, a->me);
+            t_pool_release(&ss->owner[mi][n], me);
             rc = locker_unlock(l[n]);
             if (rc == LOCKING_E_LOCK_LOST)
                 atomic_fetch_add(&ss->m[mi].lost, 1);
@@ -1613,22 +1393,22 @@ static void *soak_thread(void *p)
                 /* both lock directories are used for the same file: one
                  * resource = (file, lockdir) */
                 soak_error(mi, "open_locked_fd", fd);
-                sleep_s(0.01);
+                t_sleep(0.01);
                 continue;
             }
             /* the same file locked in its own directory and in olocks/
              * are two different locks: two resources */
             int res = SOAK_NAMES + 2 * f + (ld != NULL);
             soak_acquired(mi, res);
-            soak_cs_enter(mi, res, a->me);
+            soak_cs_enter(mi, res, me);
             long v = 0;
             ssize_t n = pread(fd, &v, sizeof v, 0);
             (void)n;
             v++;
             if (pwrite(fd, &v, sizeof v, 0) != (ssize_t)sizeof v)
                 soak_error(mi, "pwrite", LOCKING_E_IO);
-            spin_for((double)((r >> 16) % 100) * 1e-6);
-            soak_cs_leave(mi, res, a->me);
+            t_spin_for((double)((r >> 16) % 100) * 1e-6);
+            t_pool_release(&ss->owner[mi][res], me);
             int rc = close_locked_fd(fd);
             if (rc != LOCKING_OK)
                 soak_error(mi, "close_locked_fd", rc);
@@ -1639,13 +1419,16 @@ static void *soak_thread(void *p)
     return NULL;
 }
 
-static void soak_worker(int mi, unsigned seq, const char *base)
+/* A worker process (t_pool run): o.threads threads on method slot / o.procs. */
+static void soak_worker(t_pool *pool, int slot, unsigned seq)
 {
+    (void)pool;
+    int mi = slot / o.procs;
     pthread_t th[64];
     struct soak_targ args[64];
     int nt = o.threads;
     for (int t = 0; t < nt; t++) {
-        args[t] = (struct soak_targ){ mi, seq + 1, base, t };
+        args[t] = (struct soak_targ){ mi, seq, o.dir, t };
         if (pthread_create(&th[t], NULL, soak_thread, &args[t]) != 0)
             _exit(EXIT_FAILED);
     }
@@ -1654,18 +1437,10 @@ static void soak_worker(int mi, unsigned seq, const char *base)
     _exit(0);
 }
 
-static unsigned soak_next_seq;
-
-static void soak_spawn(int mi, int slot, const char *base)
+static void soak_spawn(int mi, int s)
 {
-    unsigned seq = soak_next_seq++;
-    if (seq + 1 >= SOAK_MAX_SPAWNS)
+    if (!t_pool_spawn(&soak_pool, mi * o.procs + s))
         die("too many spawns");
-    atomic_store(&ss->slot_seq[mi][slot], seq);
-    pid_t pid = fork_child();
-    if (pid == 0)
-        soak_worker(mi, seq, base);
-    atomic_store(&ss->slot_pid[mi][slot], pid);
 }
 
 static int cmd_soak(void)
@@ -1673,31 +1448,32 @@ static int cmd_soak(void)
     if (o.procs < 1 || o.procs > SOAK_MAX_PROCS || o.threads < 1 ||
         o.threads > 64)
         usage();
-    ss = shared_alloc(sizeof *ss);
+    ss = t_shared_alloc(sizeof *ss);
+    t_pool_init(&soak_pool, SOAK_METHODS * o.procs, SOAK_MAX_SPAWNS, soak_worker, NULL);
     if (o.method >= 0)
         for (int mi = 0; mi < SOAK_METHODS; mi++)
             soak_methods[mi] = o.method;
     char d[PATH_MAX];
     for (int mi = 0; mi < SOAK_METHODS; mi++) {
         snprintf(d, sizeof d, "%s/%d-%s", o.dir, mi,
-                 method_name(soak_methods[mi]));
+                 t_method_name(soak_methods[mi]));
         if (mkdir(d, 0777) != 0 && errno != EEXIST)
             die("mkdir %s", d);
     }
-    double t0 = now();
+    double t0 = t_now();
     for (int mi = 0; mi < SOAK_METHODS; mi++) {
         for (int r = 0; r < SOAK_RES; r++)
             atomic_store(&ss->m[mi].last_acq[r], t0);
         for (int s = 0; s < o.procs; s++)
-            soak_spawn(mi, s, o.dir);
+            soak_spawn(mi, s);
     }
-    uint64_t rng = rng_seed(42);
+    uint64_t rng = t_rng_seed(42);
     double end = t0 + o.seconds, next_report = t0 + 10.0;
     double next_kill = t0 + 0.05;
     bool in_stall[SOAK_METHODS][SOAK_RES] = { { false } };
     long kills = 0;
-    while (now() < end) {
-        double tn = now();
+    while (t_now() < end) {
+        double tn = t_now();
         /* stalls: a lock (name, or file in a lock directory) that nobody
          * acquired for more than STALL_BOUND: dozens of threads keep
          * trying every one of them */
@@ -1710,43 +1486,39 @@ static int cmd_soak(void)
                     in_stall[mi][r] = true;
                     ss->m[mi].stalls++;
                     out("STALL %s: lock %d not acquired for %.1f s (at %.0f s)",
-                        method_name(soak_methods[mi]), r, gap, tn - t0);
+                        t_method_name(soak_methods[mi]), r, gap, tn - t0);
                 } else if (gap <= STALL_BOUND) {
                     in_stall[mi][r] = false;
                 }
             }
         if (tn >= next_kill && !o.no_kills) {
-            int mi = (int)(rng_next(&rng) % SOAK_METHODS);
-            int s = (int)(rng_next(&rng) % (uint64_t)o.procs);
-            pid_t pid = atomic_load(&ss->slot_pid[mi][s]);
-            unsigned seq = atomic_load(&ss->slot_seq[mi][s]);
-            atomic_store(&ss->doomed[seq], 1);
-            kill_reap(pid);
+            int v = t_pool_pick(&soak_pool, &rng), mi = v / o.procs;
+            t_pool_kill(&soak_pool, v);
             atomic_fetch_add(&ss->m[mi].kills, 1);
             kills++;
-            soak_spawn(mi, s, o.dir);
+            soak_spawn(mi, v % o.procs);
             /* every 10-200 ms */
-            next_kill = now() + 0.01 + (double)(rng_next(&rng) % 190) / 1000.0;
+            next_kill = t_now() + 0.01 + (double)(t_rng_next(&rng) % 190) / 1000.0;
         }
         if (tn >= next_report) {
             out("PROGRESS %.0f s: acquisitions %s %ld %s %ld %s %ld, kills %ld, "
-                "violations %ld", tn - t0, method_name(soak_methods[0]),
+                "violations %ld", tn - t0, t_method_name(soak_methods[0]),
                 atomic_load(&ss->m[0].acquisitions),
-                method_name(soak_methods[1]),
+                t_method_name(soak_methods[1]),
                 atomic_load(&ss->m[1].acquisitions),
-                method_name(soak_methods[2]),
+                t_method_name(soak_methods[2]),
                 atomic_load(&ss->m[2].acquisitions), kills,
                 atomic_load(&ss->m[0].violations) +
                     atomic_load(&ss->m[1].violations) +
                     atomic_load(&ss->m[2].violations));
             next_report += 10.0;
         }
-        sleep_s(0.005);
+        t_sleep(0.005);
     }
     /* stop: workers finish their round and exit; one that takes longer
      * than STALL_BOUND waited that long for a lock nobody handed on */
     atomic_store(&ss->stop, 1);
-    double t_stop = now();
+    double t_stop = t_now();
     bool hung = false;
     int left = SOAK_METHODS * o.procs;
     bool gone[SOAK_METHODS][SOAK_MAX_PROCS] = { { false } };
@@ -1755,10 +1527,10 @@ static int cmd_soak(void)
             for (int s = 0; s < o.procs; s++) {
                 if (gone[mi][s])
                     continue;
-                pid_t pid = atomic_load(&ss->slot_pid[mi][s]);
+                pid_t pid = soak_pool.pid[mi * o.procs + s];
                 int st = 0;
                 pid_t r = waitpid(pid, &st, WNOHANG);
-                double took = now() - t_stop;
+                double took = t_now() - t_stop;
                 if (r == 0 && took < 30.0)
                     continue;
                 gone[mi][s] = true;
@@ -1766,69 +1538,69 @@ static int cmd_soak(void)
                 if (r == 0) {
                     hung = true;
                     out("STALL %s: worker %d did not stop within 30 s",
-                        method_name(soak_methods[mi]), (int)pid);
+                        t_method_name(soak_methods[mi]), (int)pid);
                     ss->m[mi].stalls++;
-                    kill_reap(pid);
+                    t_kill_reap(pid);
                     continue;
                 }
                 if (took > STALL_BOUND) {
                     out("STALL %s: worker %d took %.1f s to finish its round",
-                        method_name(soak_methods[mi]), (int)pid, took);
+                        t_method_name(soak_methods[mi]), (int)pid, took);
                     ss->m[mi].stalls++;
                 }
                 if (r == pid && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
                     out("ERROR %s: worker %d ended with status 0x%x",
-                        method_name(soak_methods[mi]), (int)pid, st);
+                        t_method_name(soak_methods[mi]), (int)pid, st);
                     atomic_fetch_add(&ss->m[mi].errors, 1);
                 }
             }
         if (left > 0)
-            sleep_s(0.005);
+            t_sleep(0.005);
     }
-    out("NOTE all workers stopped %.2f s after the stop flag", now() - t_stop);
+    out("NOTE all workers stopped %.2f s after the stop flag", t_now() - t_stop);
     /* nothing stale is left: every name can be locked at once */
     for (int mi = 0; mi < SOAK_METHODS; mi++) {
         int method = soak_methods[mi];
-        snprintf(d, sizeof d, "%s/%d-%s/locks", o.dir, mi, method_name(method));
+        snprintf(d, sizeof d, "%s/%d-%s/locks", o.dir, mi, t_method_name(method));
         for (int n = 0; n < SOAK_NAMES; n++) {
             char name[16];
             snprintf(name, sizeof name, "name-%d", n);
             Locker *l = NULL;
             int rc = locker_new(name, d, "soak", 5.0, LOCKING_NEVER_EXPIRE,
                                 method, &l);
-            double tl = now();
+            double tl = t_now();
             if (rc == LOCKING_OK)
                 rc = locker_lock(l);
-            if (now() - tl > 0.5)
+            if (t_now() - tl > 0.5)
                 out("NOTE %s %s: the final lock took %.2f s",
-                    method_name(method), name, now() - tl);
+                    t_method_name(method), name, t_now() - tl);
             if (rc == LOCKING_OK)
                 rc = locker_unlock(l);
             if (rc != LOCKING_OK) {
                 out("STALL %s: %s still not lockable after the run: %s %s",
-                    method_name(method), name, rc_name(rc),
+                    t_method_name(method), name, t_rc_name(rc),
                     locking_last_error());
                 ss->m[mi].stalls++;
             }
             locker_free(l);
         }
     }
-    double elapsed = now() - t0;
+    double elapsed = t_now() - t0;
     long tot_acq = 0, tot_viol = 0, tot_stall = 0, tot_err = 0;
     for (int mi = 0; mi < SOAK_METHODS; mi++) {
         struct soak_method_stats *m = &ss->m[mi];
         out("RESULT test=soak method=%s acquisitions=%ld kills=%ld "
             "violations=%ld stalls=%ld errors=%ld timeouts=%ld "
             "takeovers_from_killed=%ld lock_lost=%ld longest_gap=%.3f",
-            method_name(soak_methods[mi]), atomic_load(&m->acquisitions),
+            t_method_name(soak_methods[mi]), atomic_load(&m->acquisitions),
             atomic_load(&m->kills), atomic_load(&m->violations), m->stalls,
             atomic_load(&m->errors), atomic_load(&m->timeouts),
             atomic_load(&m->takeovers), atomic_load(&m->lost),
             m->longest_gap);
         if (atomic_load(&m->err.taken))
             out("ERROR %s: first error: %s returned %s: %s",
-                method_name(soak_methods[mi]), m->err.call,
-                rc_name(m->err.code), m->err.msg);
+                t_method_name(soak_methods[mi]), m->err.call,
+                t_rc_name(m->err.code), m->err.msg);
         tot_acq += atomic_load(&m->acquisitions);
         tot_viol += atomic_load(&m->violations);
         tot_stall += m->stalls;
@@ -1865,7 +1637,7 @@ int main(int argc, char **argv)
     optind = 2;
     while ((c = getopt(argc, argv, "m:d:D:f:F:p:t:s:r:K")) != -1) {
         switch (c) {
-        case 'm': o.method = method_by_name(optarg); break;
+        case 'm': o.method = t_method_by_name(optarg, strlen(optarg)); break;
         case 'd': o.dir = optarg; break;
         case 'D': o.dir2 = optarg; break;
         case 'f': o.data = optarg; break;

@@ -59,7 +59,7 @@ trap 'exit 129' HUP
 mkdir -p "$WORK/lib"
 ln -s "$LOCKING_LIB_DIR/liblocking.so" "$WORK/lib/liblocking.so"
 ln -s "$LOCKING_LIB_DIR/liblocking.so" "$WORK/lib/liblocking.so.0"
-cc -std=c11 -Wall -Wextra -Werror -O2 -g -pthread -I"$REPO/include" \
+cc -std=c11 -Wall -Wextra -Werror -O2 -g -pthread -I"$REPO/include" -I"$REPO/c_tests" \
     -o "$WORK/fsprobe" "$HERE/fsprobe.c" -L"$WORK/lib" -llocking \
     -Wl,-rpath,"$WORK/lib" || { echo "compiling hardening/fsprobe.c failed" >&2; exit 1; }
 

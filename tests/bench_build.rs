@@ -5,7 +5,8 @@
 //! still build against the current header and library:
 //!
 //! - `bench/lockbench.c` is compiled with `-Wall -Wextra -Werror` against
-//!   `include/locking.h` and linked with this build's `liblocking.so`, once
+//!   `include/locking.h` and the C test support library
+//!   (`c_tests/support.h`) and linked with this build's `liblocking.so`, once
 //!   without liblockfile and, when its header is installed (Debian
 //!   `liblockfile-dev`, which `bench/run.sh` installs), once with it;
 //! - the Python driver and worker are byte-compiled (`python3 -m py_compile`);
@@ -73,6 +74,9 @@ fn compile_lockbench(with_lockfile: bool) {
     }
     args.push("-I".into());
     args.push(root.join("include").into());
+    // the C test support library, c_tests/support.h
+    args.push("-I".into());
+    args.push(root.join("c_tests").into());
     args.push(root.join("bench/lockbench.c").into());
     match lib_dir() {
         Some(dir) => {

@@ -22,9 +22,9 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
@@ -80,56 +80,24 @@ fn work_dir() -> PathBuf {
 
 #[test]
 fn file_system_matrix() {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         println!("SKIP: not root (the file system matrix mounts file systems)");
         return;
     }
     let work = work_dir();
-    let out_path = work.join("stdout.txt");
-    let err_path = work.join("stderr.txt");
-
     let start = Instant::now();
-    let mut child = Command::new("bash")
-        .arg(repo().join("hardening/fs_matrix.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo().join("hardening/fs_matrix.sh"))
         .env("LOCKING_LIB_DIR", lib_dir())
         .env("LOCKING_FS_MATRIX_RESULTS", work.join("RESULTS.md"))
         .env("TMPDIR", &work)
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .expect("running hardening/fs_matrix.sh");
-    let pgid = child.id() as libc::pid_t;
-    let mut status = None;
-    while start.elapsed() < WATCHDOG {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            status = Some(st);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if status.is_none() {
-        // let the script's trap unmount and detach what it set up
-        unsafe {
-            libc::kill(-pgid, libc::SIGTERM);
-        }
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    // nothing of the run survives it
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.wait();
-    let out = read(&out_path);
-    let err = read(&err_path);
+        .current_dir(repo());
+    // a hung script gets SIGTERM first, so that its trap unmounts and
+    // detaches what it set up; SIGKILL 30 s later
+    let ran = support::run_watched(&mut cmd, &work, WATCHDOG, Duration::from_secs(30));
+    let status = ran.status;
+    let (out, err) = (ran.stdout, ran.stderr);
     println!("{out}");
     if !err.is_empty() {
         println!("--- stderr ---\n{err}");

@@ -4,14 +4,16 @@
 //!
 //! - `entry_name`: every entry is a valid file name (no '/', no NUL, not
 //!   '.' or '..', at most 255 bytes, not a library-private '~' name), laid
-//!   out exactly as the README's "On-disk layout" says (checked against an
-//!   encoder and a SHA-256 written in the oracle), the short form decodes
-//!   back to its pair, and two distinct (ns, objname) pairs never share one.
+//!   out exactly as docs/FORMAT.md's "Entry names" says (checked against an
+//!   encoder written in the oracle and the `sha2` crate's SHA-256, not the
+//!   library's), the short form decodes back to its pair, and two distinct
+//!   (ns, objname) pairs never share one.
 //! - `owner_record`: `Record::parse` never panics; what parses renders and
 //!   parses back to itself; `judge` says Dead only for a record that parses
 //!   and whose process is really gone (judged independently from /proc; a
 //!   PID above Linux's PID_MAX_LIMIT is garbage, not a dead process), and
-//!   Alive only for a holder on this machine, boot and PID namespace.
+//!   Alive only for a holder on this machine, boot and PID namespace (this
+//!   process's identity read by the oracle, not by the library).
 //!
 //! To grow the corpus: see fuzz/Cargo.toml (`cargo fuzz run ...`), then
 //! `cargo fuzz cmin`.
@@ -91,8 +93,9 @@ fn owner_record_corpus() {
     replay("owner_record", |d| oracle::check_owner_record(&ph, d));
 }
 
-/// The oracle's own SHA-256 against FIPS 180-4 test vectors, so that a
-/// hashed-name check failing can be trusted to be the library's fault.
+/// The oracle's SHA-256 (the `sha2` crate) against FIPS 180-4 test vectors,
+/// so that a hashed-name check failing can be trusted to be the library's
+/// fault.
 #[test]
 fn oracle_sha256_known_answers() {
     let hex = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
@@ -138,7 +141,7 @@ fn oracle_sha256_known_answers() {
 /// dead, are reported.
 #[test]
 fn oracles_detect_violations() {
-    // The README's layout for a known pair.
+    // docs/FORMAT.md's layout for a known pair.
     assert_eq!(oracle::readme_entry_name(b"db", b"a/b"), "l-db=a%2Fb");
     assert_eq!(
         oracle::decode_short("l-db=a%2Fb"),
@@ -155,7 +158,7 @@ fn oracles_detect_violations() {
         "an unescaped '/' is not the layout"
     );
     // A record of a PID no Linux process can have is not "really gone".
-    let me = locking::owner::identity();
+    let me = oracle::Me::now();
     let mut rec = locking::owner::Record::new("mkdir", "0123456789abcdef0123456789abcdef");
     assert!(!oracle::really_gone(&rec, &me), "this process is not gone");
     rec.owner.pid = u32::MAX;

@@ -1028,14 +1028,9 @@ fn a_command_killed_by_a_signal_gives_128_plus_the_signal() {
 fn wait_gone(pid: i32) {
     let start = Instant::now();
     loop {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return,
-            Ok(s) => {
-                let state = s.rsplit(')').next().unwrap().trim_start().chars().next();
-                if state == Some('Z') {
-                    return;
-                }
-            }
+        match support::proc_state(pid as u32) {
+            None | Some('Z') => return,
+            Some(_) => {}
         }
         assert!(start.elapsed() < PATIENCE, "process {pid} is still running");
         std::thread::sleep(Duration::from_millis(5));

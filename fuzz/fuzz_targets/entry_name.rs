@@ -1,5 +1,5 @@
 //! `locking::name::entry_name`: every entry is a valid file name laid out as
-//! the README documents, and distinct (ns, objname) pairs never share one.
+//! docs/FORMAT.md documents, and distinct (ns, objname) pairs never share one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

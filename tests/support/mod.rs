@@ -183,6 +183,8 @@ pub struct Ran {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The program's PID (also its process group's ID).
+    pub pid: u32,
 }
 
 impl Ran {
@@ -196,10 +198,25 @@ impl Ran {
     }
 }
 
-/// Runs `cmd` in its own process group with stdin closed; kills the whole
-/// group and panics if it has not finished within `limit`. Output goes to
-/// files (no pipe can fill up and block the program).
-pub fn run_with_watchdog(cmd: &mut Command, work: &Path, limit: Duration) -> Ran {
+/// How a watched program ended: `status` is `None` when it was stopped by
+/// the watchdog.
+pub struct Watched {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The program's PID (also its process group's ID).
+    pub pid: u32,
+}
+
+/// The watchdog runner of the Rust tests. Runs `cmd` in its own process
+/// group with stdin closed, output to `stdout.txt` and `stderr.txt` in
+/// `work` (no pipe can fill up and block the program). A program still
+/// running after `limit` is stopped: with a `grace` period, its group gets
+/// SIGTERM first (so that a script's trap can clean up) and SIGKILL when
+/// the program has not ended within `grace`; without one, SIGKILL at once.
+/// Whatever happened, the whole group is killed at the end: nothing of the
+/// run outlives it.
+pub fn run_watched(cmd: &mut Command, work: &Path, limit: Duration, grace: Duration) -> Watched {
     let out_path = work.join("stdout.txt");
     let err_path = work.join("stderr.txt");
     let start = Instant::now();
@@ -211,39 +228,70 @@ pub fn run_with_watchdog(cmd: &mut Command, work: &Path, limit: Duration) -> Ran
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let pgid = child.id() as libc::pid_t;
-    let status = loop {
+    let kill_group = |sig: libc::c_int| {
+        // SAFETY: kill(2) with plain integers; the group is the child's own
+        // (process_group(0)), so nothing outside this run is hit.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    };
+    let poll = |child: &mut std::process::Child, until: Duration| loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
             break Some(st);
         }
-        if start.elapsed() > limit {
+        if start.elapsed() > until {
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // whatever happened, nothing of this run outlives it
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+    let status = poll(&mut child, limit);
+    if status.is_none() && !grace.is_zero() {
+        kill_group(libc::SIGTERM);
+        poll(&mut child, start.elapsed() + grace);
+    }
+    kill_group(libc::SIGKILL);
+    if status.is_none() {
+        let _ = child.wait();
     }
     let read = |p: &Path| {
         let mut s = String::new();
         let _ = fs::File::open(p).and_then(|mut f| f.read_to_string(&mut s));
         s
     };
-    match status {
+    Watched {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+        pid: pgid as u32,
+    }
+}
+
+/// `run_watched` without a grace period, for programs that must finish:
+/// panics (with their output) if `cmd` has not finished within `limit`.
+pub fn run_with_watchdog(cmd: &mut Command, work: &Path, limit: Duration) -> Ran {
+    let w = run_watched(cmd, work, limit, Duration::ZERO);
+    match w.status {
         Some(status) => Ran {
             status,
-            stdout: read(&out_path),
-            stderr: read(&err_path),
+            stdout: w.stdout,
+            stderr: w.stderr,
+            pid: w.pid,
         },
-        None => {
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} hung: killed after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                read(&out_path),
-                read(&err_path)
-            );
-        }
+        None => panic!(
+            "{cmd:?} hung: killed after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            w.stdout, w.stderr
+        ),
     }
+}
+
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, ...; the fields
+/// after the command name, which may hold anything, counted from its last
+/// `)`); `None` if the process is gone.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let s = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = s.iter().rposition(|&b| b == b')')?;
+    let rest = String::from_utf8_lossy(&s[close + 1..]).into_owned();
+    rest.split_ascii_whitespace().next()?.chars().next()
 }
 
 /// Runs a compiler (or any build tool); panics with its diagnostics if it
