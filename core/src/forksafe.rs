@@ -6,7 +6,8 @@
 //! registers itself on first use; `pthread_atfork` handlers take every
 //! registered mutex before the fork (waiting for other threads to leave
 //! their short critical sections) and release them afterwards in both
-//! parent and child. The child also forgets the cached PID ([`pid`]).
+//! parent and child. The child also forgets the cached PID ([`pid`]) and
+//! counts one more [`generation`].
 //! Everything else process-wide is lock-free (atomics).
 //!
 //! This module names no other module of the library: it is the bottom
@@ -14,7 +15,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
 static REGISTER: Once = Once::new();
@@ -77,6 +78,19 @@ impl<T: Send + 'static> ForkMutex<T> {
 
 static PID: AtomicU32 = AtomicU32::new(0);
 
+/// See [`generation`].
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How many `fork()`s separate this process from the one that loaded the
+/// library (counted in the child of each). A value cached together with
+/// the generation is this process's own only while the generation is the
+/// same: unlike the PID, it never repeats down a line of descent (a child
+/// in a new PID namespace can get the very PID number of an ancestor whose
+/// cache it inherited).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
 /// This process's PID without a system call per use: cached, and forgotten
 /// in the child of every `fork()`, so a child never mistakes the parent's
 /// locks for its own.
@@ -115,6 +129,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     PID.store(0, Ordering::Relaxed);
+    GENERATION.fetch_add(1, Ordering::Relaxed);
     release_all();
 }
 

@@ -58,6 +58,10 @@ pub struct Identity {
 /// once per process (again after fork()), plus what a waiter needs to read
 /// other processes' start times in the same clock.
 struct Cached {
+    /// `forksafe::generation()` when it was computed: an identity inherited
+    /// across fork() is the parent's even when the PID number is the same
+    /// (a child in a new PID namespace may get its ancestor's number).
+    generation: u64,
     id: Arc<Identity>,
     lines: Arc<str>,
     view: View,
@@ -212,9 +216,10 @@ fn compute(pid: u32) -> (Identity, View, bool) {
 
 fn cached() -> (Arc<Identity>, Arc<str>, View) {
     let pid = crate::sys::pid();
+    let generation = crate::forksafe::generation();
     let mut guard = IDENTITY.lock();
     if let Some(c) = &*guard {
-        if c.id.pid == pid {
+        if c.id.pid == pid && c.generation == generation {
             return (c.id.clone(), c.lines.clone(), c.view);
         }
     }
@@ -223,6 +228,7 @@ fn cached() -> (Arc<Identity>, Arc<str>, View) {
     let id = Arc::new(id);
     if complete {
         *guard = Some(Cached {
+            generation,
             id: id.clone(),
             lines: lines.clone(),
             view,

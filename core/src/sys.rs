@@ -469,23 +469,23 @@ fn drain(fd: BorrowedFd<'_>) {
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: no
 /// limit). Returns the indexes that are readable (empty on timeout or when
-/// a signal interrupted the wait: the caller re-checks its deadline).
+/// a signal interrupted the wait: the caller re-checks its deadline). A
+/// negative number is skipped, as poll(2) does.
 pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> SysResult<Vec<usize>> {
     use rustix::event::{PollFd, PollFlags};
-    if fds.contains(&-1) {
-        return Err(libc::EBADF);
-    }
-    let borrowed: Vec<BorrowedFd<'_>> = fds
+    let borrowed: Vec<(usize, BorrowedFd<'_>)> = fds
         .iter()
-        // SAFETY: no number is -1 (checked above), and the caller keeps
-        // every descriptor in `fds` open while this function runs (wait.rs
-        // passes the inotify instance and the pidfd its `Waiter` owns);
-        // the borrows live in locals dropped before it returns.
-        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .enumerate()
+        .filter(|&(_, &fd)| fd >= 0)
+        // SAFETY: `fd` is not negative, and the caller keeps every
+        // descriptor in `fds` open while this function runs (wait.rs passes
+        // the inotify instance and the pidfd its `Waiter` owns); the
+        // borrows live in locals dropped before it returns.
+        .map(|(i, &fd)| (i, unsafe { BorrowedFd::borrow_raw(fd) }))
         .collect();
     let mut pfds: Vec<PollFd<'_>> = borrowed
         .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .map(|(_, fd)| PollFd::new(fd, PollFlags::IN))
         .collect();
     let ts = timeout.map(|d| Timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64 / 2) as i64,
@@ -498,9 +498,9 @@ pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> SysResult<Vec<
     }
     Ok(pfds
         .iter()
-        .enumerate()
-        .filter(|(_, p)| !p.revents().is_empty())
-        .map(|(i, _)| i)
+        .zip(&borrowed)
+        .filter(|(p, _)| !p.revents().is_empty())
+        .map(|(_, (i, _))| *i)
         .collect())
 }
 
