@@ -203,7 +203,11 @@ impl Ticket {
                     continue;
                 }
                 let key = match number {
-                    Some(n) if n > self.number => continue,
+                    // Equal numbers happen where appends are not atomic
+                    // between the parties (a lock directory seen through
+                    // two mounts, a network file system): the token breaks
+                    // the tie, so two waiters never wait for each other.
+                    Some(n) if (n, token) > (self.number, self.token.as_str()) => continue,
                     Some(n) => n,
                     None => 0,
                 };
