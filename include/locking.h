@@ -38,6 +38,14 @@
 #define LOCKING_METHOD_KERNEL 3
 
 /*
+ (0.2) A PostgreSQL advisory lock: `lockdir` is a libpq connection string
+ (URI or key=value words), so the lock is shared by every machine that
+ reaches the server. libpq (libpq.so.5) is loaded on first use; without
+ it, or without the server, calls fail with LOCKING_E_UNAVAILABLE.
+ */
+#define LOCKING_METHOD_POSTGRES 4
+
+/*
  Mode for locker_acquire(): one holder at a time.
  */
 #define LOCKING_EXCLUSIVE 0

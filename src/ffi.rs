@@ -26,6 +26,11 @@ pub const LOCKING_METHOD_FAKE: c_int = 2;
 /// A kernel-held lock on a lock file (Linux open file description lock,
 /// F_OFD_SETLK); the kernel drops it when the holder dies.
 pub const LOCKING_METHOD_KERNEL: c_int = 3;
+/// (0.2) A PostgreSQL advisory lock: `lockdir` is a libpq connection string
+/// (URI or key=value words), so the lock is shared by every machine that
+/// reaches the server. libpq (libpq.so.5) is loaded on first use; without
+/// it, or without the server, calls fail with LOCKING_E_UNAVAILABLE.
+pub const LOCKING_METHOD_POSTGRES: c_int = 4;
 
 /// Mode for locker_acquire(): one holder at a time.
 pub const LOCKING_EXCLUSIVE: c_int = 0;
@@ -158,6 +163,7 @@ fn method_from_int(v: c_int) -> Option<Method> {
         LOCKING_METHOD_OPENCREATE => Some(Method::OpenCreate),
         LOCKING_METHOD_FAKE => Some(Method::Fake),
         LOCKING_METHOD_KERNEL => Some(Method::Kernel),
+        LOCKING_METHOD_POSTGRES => Some(Method::Postgres),
         _ => None,
     }
 }
@@ -484,13 +490,24 @@ pub unsafe extern "C" fn locker_free(locker: *mut Locker) {
 /// except close_locked_fd() on one that is still ours (same number, same
 /// inode); a number found in the table when open_locked_fd() hands it out
 /// again was closed by the caller, and its stale lock is released.
-static OPEN_FILES: ForkMutex<Option<HashMap<c_int, (CoreLocker, (u64, u64))>>> =
-    ForkMutex::new(None);
+static OPEN_FILES: ForkMutex<Option<OpenFiles>> = ForkMutex::new(None);
 
+/// Descriptor number -> (its lock, the (device, inode) it was opened on).
+type OpenFiles = HashMap<c_int, (CoreLocker, (u64, u64))>;
+
+/// The (device, inode) of the file open at `fd`; `None` if `fd` is not open.
 fn inode_of(fd: c_int) -> Option<(u64, u64)> {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on any int is safe; st is writable.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat takes a descriptor number (one that is not open fails
+    // with EBADF, whatever the caller did with it) and writes one
+    // `struct stat` through its pointer; `st` is a writable, aligned
+    // `libc::stat` that lives across the call.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
 }
 
 /// Opens `filename` for reading and writing with an exclusive cooperative

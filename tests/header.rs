@@ -26,6 +26,7 @@ fn header_has_the_contract_names_and_values() {
         ("LOCKING_METHOD_OPENCREATE", "1"),
         ("LOCKING_METHOD_FAKE", "2"),
         ("LOCKING_METHOD_KERNEL", "3"),
+        ("LOCKING_METHOD_POSTGRES", "4"),
         ("LOCKING_OK", "0"),
         ("LOCKING_E_LOCKER_FAILED", "(-1)"),
         ("LOCKING_E_CANNOT_GET_LOCK", "(-2)"),

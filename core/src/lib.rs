@@ -11,7 +11,8 @@
 //! `forksafe`, `error`, `options`, `sha256`, `testing` (no other module) <-
 //! `sys` (system calls) <- `name`, `owner`, `lockdir` <- `wait` <-
 //! `method/*`, `fence`, `shared` (one protocol step each), `backing` <-
-//! `dirlock` (the lock-directory methods) <- `locker` <- `open_locked`.
+//! `dirlock` (the lock-directory methods), `pg` (the PostgreSQL method) <-
+//! `locker` <- `open_locked`.
 //!
 //! ```
 //! use locking_core::{Locker, Method, Mode, Timeout, Expire};
@@ -45,6 +46,7 @@ pub mod name;
 pub mod open_locked;
 pub mod options;
 pub mod owner;
+mod pg;
 mod queue;
 mod sha256;
 mod shared;

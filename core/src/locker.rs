@@ -1,5 +1,6 @@
 //! `Locker`: the public lock on a name, in a lock directory (the mkdir,
-//! opencreate, kernel and fake methods, `dirlock.rs`) or in a lock service.
+//! opencreate, kernel and fake methods, `dirlock.rs`) or in a lock service
+//! (the postgres method, `pg/`).
 //! It checks what every method shares (one acquisition at a time, the
 //! Locker's own timeout) and hands the rest to its `Backing`.
 
@@ -7,6 +8,8 @@ use crate::backing::{Backing, HolderInfo};
 use crate::dirlock::DirLocker;
 use crate::error::{Error, Result};
 use crate::options::{Expire, Method, Mode, Timeout};
+use crate::pg::PgLocker;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// A cooperative lock on `(lockdir, ns, objname)`.
@@ -24,6 +27,7 @@ pub struct Locker {
 #[derive(Debug)]
 enum Imp {
     Dir(DirLocker),
+    Pg(PgLocker),
 }
 
 impl Locker {
@@ -34,6 +38,14 @@ impl Locker {
     /// `None` for forever) is how long [`Locker::lock`] waits; `expire`
     /// ([`Expire`], a `Duration`, zero or `None` for never) lets this
     /// Locker's waits break a lock older than that.
+    ///
+    /// With [`Method::Postgres`], `lockdir` is a libpq connection string
+    /// (its bytes, e.g. `Path::new("postgresql://db.example/app")`), the
+    /// Locker connects at once (within `timeout`, but at least 2 s and at
+    /// most 30 s), and `expire` is how long the server keeps the
+    /// session of a holder that stops talking to it.
+    /// `Unsupported` when the server cannot be reached or refuses, or libpq
+    /// (`libpq.so.5`) cannot be loaded.
     pub fn new(
         objname: &[u8],
         lockdir: &Path,
@@ -44,19 +56,26 @@ impl Locker {
     ) -> Result<Locker> {
         let timeout = timeout.into();
         let expire = expire.into();
-        let imp = Imp::Dir(DirLocker::new(objname, lockdir, ns, expire, method)?);
+        let imp = if method == Method::Postgres {
+            let conninfo = lockdir.as_os_str().as_bytes();
+            Imp::Pg(PgLocker::new(objname, conninfo, ns, timeout, expire)?)
+        } else {
+            Imp::Dir(DirLocker::new(objname, lockdir, ns, expire, method)?)
+        };
         Ok(Locker { timeout, imp })
     }
 
     fn backing(&self) -> &dyn Backing {
         match &self.imp {
             Imp::Dir(d) => d,
+            Imp::Pg(p) => p,
         }
     }
 
     fn backing_mut(&mut self) -> &mut dyn Backing {
         match &mut self.imp {
             Imp::Dir(d) => d,
+            Imp::Pg(p) => p,
         }
     }
 
@@ -73,6 +92,8 @@ impl Locker {
     pub(crate) fn follow_dir_not_path(&mut self) {
         match &mut self.imp {
             Imp::Dir(d) => d.follow_dir_not_path(),
+            // The lock lives in a server: no directory to follow.
+            Imp::Pg(_) => {}
         }
     }
 

@@ -15,6 +15,11 @@
 //! Hard links in *different* directories therefore exclude each other only
 //! when every party passes the same `lockdir`.
 //!
+//! With the postgres method the lock is always named by the canonical path
+//! (the parties may be on different machines, where device and inode
+//! numbers mean nothing), and `lockdir`, the connection string, is
+//! required.
+//!
 //! Once the lock is had, the descriptor is checked to still be the file at
 //! `path` (the holder it waited for may have deleted or replaced it); if it
 //! is not, it is closed and the file at `path` is opened and locked anew.
@@ -145,6 +150,12 @@ pub fn open_locked(
     if path.as_os_str().is_empty() {
         return Err(Error::InvalidArgument("filename is empty".into()));
     }
+    if method == Method::Postgres && lockdir.is_none() {
+        return Err(Error::InvalidArgument(
+            "open_locked with the postgres method needs lockdir: the PostgreSQL connection string"
+                .into(),
+        ));
+    }
     let deadline = match timeout {
         Timeout::Forever => None,
         Timeout::After(d) => Instant::now().checked_add(d),
@@ -159,7 +170,12 @@ pub fn open_locked(
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| io_err("open", path, e))?;
-        let (objname, dir) = lock_name(&file, path)?;
+        let (objname, dir) = if method == Method::Postgres {
+            let canon = canonical(&file, path)?;
+            (canon.as_os_str().as_bytes().to_vec(), PathBuf::new())
+        } else {
+            lock_name(&file, path)?
+        };
         let dir = lockdir.map_or(dir, Path::to_path_buf);
         // What is left of the caller's timeout (the first round gets it
         // whole; a later round, after the file was replaced, the rest).

@@ -15,6 +15,9 @@ pub enum Method {
     Fake,
     /// A Linux open file description lock (F_OFD_SETLK) on a lock file.
     Kernel,
+    /// A PostgreSQL session-level advisory lock; the lock directory is a
+    /// libpq connection string (docs/PROTOCOL.md, "PostgreSQL").
+    Postgres,
 }
 
 impl Method {
@@ -25,6 +28,7 @@ impl Method {
             Method::OpenCreate => "opencreate",
             Method::Fake => "fake",
             Method::Kernel => "kernel",
+            Method::Postgres => "postgres",
         }
     }
 
@@ -35,6 +39,7 @@ impl Method {
             Method::OpenCreate,
             Method::Fake,
             Method::Kernel,
+            Method::Postgres,
         ]
         .into_iter()
         .find(|m| m.name() == s)
@@ -169,6 +174,7 @@ mod tests {
             Method::OpenCreate,
             Method::Fake,
             Method::Kernel,
+            Method::Postgres,
         ] {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }

@@ -104,6 +104,8 @@ pub fn backend(method: Method) -> Box<dyn Backend> {
         Method::OpenCreate => Box::new(opencreate::OpenCreateLock::default()),
         Method::Fake => Box::new(fake::FakeLock),
         Method::Kernel => Box::new(kernel::KernelLock::default()),
+        // Not a lock-directory method: Locker::new gives it a PgLocker.
+        Method::Postgres => unreachable!("the postgres method has no lock-directory backend"),
     }
 }
 
