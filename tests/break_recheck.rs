@@ -102,6 +102,7 @@ fn back_date(path: &Path) {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // SAFETY: now is a live, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
     let times = [
         libc::timespec {
@@ -113,6 +114,7 @@ fn back_date(path: &Path) {
             tv_nsec: now.tv_nsec,
         },
     ];
+    // SAFETY: c is a NUL-terminated path and times an array of two timespecs, both alive across the call.
     let r = unsafe {
         libc::utimensat(
             libc::AT_FDCWD,

@@ -193,9 +193,11 @@ fn refresh_keeps_a_lock_from_expiring() {
 
 /// Forks; the child runs `f` and exits with its result as status.
 fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the child only runs f (library calls, fork-safe through its atfork handlers) and leaves with _exit, never returning into the test harness.
     match unsafe { libc::fork() } {
         0 => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
+            // SAFETY: ends the forked child at once, without the parent's destructors or atexit handlers.
             unsafe { libc::_exit(code) }
         }
         pid => pid,
@@ -204,6 +206,7 @@ fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
 
 fn wait_status(pid: libc::pid_t) -> i32 {
     let mut st = 0;
+    // SAFETY: st is a live, writable c_int for the call.
     unsafe { libc::waitpid(pid, &mut st, 0) };
     if libc::WIFEXITED(st) {
         libc::WEXITSTATUS(st)
@@ -242,6 +245,7 @@ fn child_freeing_an_inherited_lock_does_not_release_it() {
         let pid = fork_child(|| {
             // The child's own copy of the parent's Locker (memory is copied
             // by fork): unlock is refused and drop leaves the lock alone.
+            // SAFETY: in the forked child: a bitwise copy of the child's own copy of the Locker; the original is never used or dropped again (the child leaves by _exit), so nothing is dropped twice.
             let mut a = unsafe { std::ptr::read(parent_copy) };
             let r = a.unlock();
             drop(a);
