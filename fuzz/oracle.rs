@@ -139,7 +139,10 @@ fn check_one_name(ns: &[u8], obj: &[u8]) -> Result<String, String> {
     }
     let want = readme_entry_name(ns, obj);
     if name != want {
-        return Err(format!("{}: docs/FORMAT.md's layout gives {want:?}", what()));
+        return Err(format!(
+            "{}: docs/FORMAT.md's layout gives {want:?}",
+            what()
+        ));
     }
     if name.starts_with("l-") {
         // The short form decodes back to exactly this pair: injective.
