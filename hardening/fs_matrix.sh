@@ -430,10 +430,14 @@ else
         if [ "$m" = kernel ]; then
             # OFD locks of a FUSE file system without lock forwarding live in
             # each mount's own inode: across the mounts they cannot exclude.
-            # This is the expected negative result, and it shows on a real
-            # file system that the checks catch non-exclusion.
-            [ "${TV[$m,stress_kind]}" = noexcl ] ||
-                FAILS+=("two views, kernel: expected NO EXCLUSION across two bindfs mounts (OFD locks are per mount), got: ${TV[$m,stress]}")
+            # The waiting queue (shared by both mounts) serialises most
+            # hand-overs, so a short run may happen to see no overlap; what
+            # must never be reported is a stall or an error. (The fake
+            # controls show that the checks catch non-exclusion.)
+            case "${TV[$m,stress_kind]}" in
+            noexcl | works) ;;
+            *) FAILS+=("two views, kernel: expected NO EXCLUSION (or, by chance, none seen) across two bindfs mounts (OFD locks are per mount), got: ${TV[$m,stress]}") ;;
+            esac
         else
             case "${TV[$m,stress_kind]}" in
             works | refused) ;;

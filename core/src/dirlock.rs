@@ -389,7 +389,9 @@ impl DirLocker {
                         {
                             // Watch first, then look again: the ticket ahead
                             // may have gone between our look and the watch.
-                            let w = t.watch(&ahead_name).unwrap_or_else(Waiter::polling);
+                            let w = t
+                                .watch(&ahead_name, self.entry.dir.shared())
+                                .unwrap_or_else(Waiter::polling);
                             queue_waiter = Some((ahead_name, w));
                             continue;
                         }

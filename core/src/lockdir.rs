@@ -24,6 +24,9 @@ pub struct LockDir {
     ofd: AtomicU8,
     /// The directory's device and inode when it was opened.
     id: (u64, u64),
+    /// On a network, cluster or FUSE file system: changes made through
+    /// other mounts or machines raise no inotify event here.
+    shared: bool,
     /// Descriptor of the `~tmp` subdirectory (mkdir method), or -1. Once
     /// set, the number never changes while the LockDir lives: a `~tmp`
     /// removed meanwhile is replaced under the same number (`dup3`), so no
@@ -112,12 +115,14 @@ impl LockDir {
         };
         let st = sys::fstat(fd.as_raw_fd())
             .map_err(|e| Error::os("fstat", path.display().to_string(), e))?;
+        let shared = sys::shared_file_system(fd.as_raw_fd());
         Ok(LockDir {
             fd,
             path: path.to_path_buf(),
             pid: crate::sys::pid(),
             ofd: AtomicU8::new(0),
             id: (st.st_dev, st.st_ino),
+            shared,
             tmp: AtomicI32::new(-1),
         })
     }
@@ -241,6 +246,12 @@ impl LockDir {
             }),
             Err(e) => Err(Error::os("open", path, e)),
         }
+    }
+
+    /// True on a network, cluster or FUSE file system (waiters poll more
+    /// often there: inotify misses what other mounts do).
+    pub fn shared(&self) -> bool {
+        self.shared
     }
 
     /// The path it was opened by.

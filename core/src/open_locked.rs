@@ -82,40 +82,11 @@ fn canonical(file: &File, path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// File systems whose inode numbers may differ between the machines (or
-/// mounts) that share them: their files are named by path.
-fn shared_file_system(file: &File) -> bool {
-    let mut sfs = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: a valid descriptor and a writable statfs buffer.
-    if unsafe { libc::fstatfs(file.as_raw_fd(), sfs.as_mut_ptr()) } != 0 {
-        return true; // unknown: the path is the safe, old choice
-    }
-    // SAFETY: fstatfs succeeded.
-    let magic = unsafe { sfs.assume_init() }.f_type as u64 & 0xffff_ffff;
-    const SHARED: &[u64] = &[
-        0x6969,      // NFS
-        0x517b,      // SMB
-        0xff53_4d42, // CIFS
-        0xfe53_4d42, // SMB2
-        0x6573_5546, // FUSE
-        0x00c3_6400, // Ceph
-        0x5346_414f, // AFS
-        0x6b41_4653, // kAFS
-        0x0102_1997, // 9p
-        0x7375_7245, // Coda
-        0x0116_1970, // GFS2
-        0x7461_636f, // OCFS2
-        0x0bd0_0bd0, // Lustre
-        0x4750_4653, // GPFS
-    ];
-    SHARED.contains(&magic)
-}
-
 /// The lock's objname and default lock directory for an opened file.
 fn lock_name(file: &File, path: &Path) -> Result<(Vec<u8>, PathBuf)> {
     let canon = canonical(file, path)?;
     let dir = canon.parent().unwrap_or(Path::new("/")).to_path_buf();
-    if shared_file_system(file) {
+    if crate::sys::shared_file_system(file.as_raw_fd()) {
         return Ok((canon.as_os_str().as_bytes().to_vec(), dir));
     }
     let st = file.metadata().map_err(|e| io_err("fstat", path, e))?;

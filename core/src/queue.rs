@@ -274,8 +274,12 @@ impl Ticket {
     /// A wait for the ticket `ahead` to go (removed, or renamed when it is
     /// numbered): inotify on the queue directory, waking for that name
     /// only, so a queue of n waiters does not wake n of them per step.
-    pub fn watch(&self, ahead: &[u8]) -> Option<Waiter> {
-        let mut w = Waiter::on_dir(self.dir.as_raw_fd(), libc::IN_DELETE | libc::IN_MOVED_FROM)?;
+    pub fn watch(&self, ahead: &[u8], shared_fs: bool) -> Option<Waiter> {
+        let mut w = Waiter::on_dir(
+            self.dir.as_raw_fd(),
+            libc::IN_DELETE | libc::IN_MOVED_FROM,
+            shared_fs,
+        )?;
         w.only(ahead);
         Some(w)
     }

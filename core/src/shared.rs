@@ -390,7 +390,11 @@ pub fn drain(entry: &Entry, method: &str, kernel: bool, expire: Expire) -> Resul
 /// (`None` when it is gone already or cannot be watched).
 pub fn watch(entry: &Entry) -> Option<Waiter> {
     let dir = open_dir(entry).ok()??;
-    Waiter::on_dir(dir.as_raw_fd(), libc::IN_DELETE | libc::IN_MOVED_FROM)
+    Waiter::on_dir(
+        dir.as_raw_fd(),
+        libc::IN_DELETE | libc::IN_MOVED_FROM,
+        entry.dir.shared(),
+    )
 }
 
 /// The method named by the record of one shared holder, if any.

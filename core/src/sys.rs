@@ -542,3 +542,35 @@ pub fn punch_hole(fd: RawFd, len: i64) -> SysResult<()> {
     let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
     with_fd(fd, |fd| rustix::fs::fallocate(fd, mode, 0, len as u64))
 }
+
+/// True for file systems that other machines (or other mounts) may share,
+/// whose inode numbers may differ between them and whose changes made
+/// elsewhere inotify does not see: network and cluster file systems and
+/// FUSE. Unknown (fstatfs failed): true, the cautious answer.
+pub fn shared_file_system(fd: RawFd) -> bool {
+    let mut sfs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs writes at most one statfs into the buffer, which is
+    // live and large enough; any descriptor number is acceptable to it.
+    if unsafe { libc::fstatfs(fd, sfs.as_mut_ptr()) } != 0 {
+        return true;
+    }
+    // SAFETY: fstatfs succeeded, so it filled the buffer.
+    let magic = unsafe { sfs.assume_init() }.f_type as u64 & 0xffff_ffff;
+    const SHARED: &[u64] = &[
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+        0x6573_5546, // FUSE
+        0x00c3_6400, // Ceph
+        0x5346_414f, // AFS
+        0x6b41_4653, // kAFS
+        0x0102_1997, // 9p
+        0x7375_7245, // Coda
+        0x0116_1970, // GFS2
+        0x7461_636f, // OCFS2
+        0x0bd0_0bd0, // Lustre
+        0x4750_4653, // GPFS
+    ];
+    SHARED.contains(&magic)
+}

@@ -42,6 +42,10 @@ fn return_instance(fd: OwnedFd) {
 pub const WATCHED_POLL: Duration = Duration::from_millis(100);
 /// Longest poll interval when nothing can be watched.
 pub const UNWATCHED_POLL_MAX: Duration = Duration::from_millis(50);
+/// Longest poll interval on a network or FUSE file system, where inotify
+/// sees only this mount's changes: releases made elsewhere are found by
+/// looking, from 1 ms growing to this.
+pub const SHARED_FS_POLL_MAX: Duration = Duration::from_millis(20);
 
 /// The state of one wait (one `lock` call that had to wait).
 pub struct Waiter {
@@ -49,6 +53,8 @@ pub struct Waiter {
     name: Vec<u8>,
     pidfd: Option<(u32, Option<u64>, OwnedFd)>,
     backoff: Duration,
+    /// Poll with a growing interval even with a watch (shared file system).
+    poll_anyway: bool,
 }
 
 impl Drop for Waiter {
@@ -71,7 +77,7 @@ pub enum Woke {
 impl Waiter {
     /// Starts watching the directory open at `dirfd` for `mask` events on
     /// any name in it (`None` if it cannot be watched).
-    pub fn on_dir(dirfd: std::os::fd::RawFd, mask: u32) -> Option<Waiter> {
+    pub fn on_dir(dirfd: std::os::fd::RawFd, mask: u32, shared_fs: bool) -> Option<Waiter> {
         let fd = pooled_instance()?;
         let inotify = Inotify::watch_dir(fd, dirfd, mask)
             .map_err(return_instance)
@@ -81,6 +87,7 @@ impl Waiter {
             name: Vec::new(),
             pidfd: None,
             backoff: Duration::from_millis(1),
+            poll_anyway: shared_fs,
         })
     }
 
@@ -97,6 +104,7 @@ impl Waiter {
             name: Vec::new(),
             pidfd: None,
             backoff: Duration::from_millis(1),
+            poll_anyway: false,
         }
     }
 
@@ -112,6 +120,7 @@ impl Waiter {
             name: entry.name.as_bytes().to_vec(),
             pidfd: None,
             backoff: Duration::from_millis(1),
+            poll_anyway: entry.dir.shared(),
         }
     }
 
@@ -159,7 +168,11 @@ impl Waiter {
         } else {
             self.pidfd = None;
         }
-        let interval = if self.inotify.is_some() {
+        let interval = if self.poll_anyway {
+            let b = self.backoff;
+            self.backoff = (b * 2).min(SHARED_FS_POLL_MAX);
+            b
+        } else if self.inotify.is_some() {
             WATCHED_POLL
         } else {
             let b = self.backoff;
