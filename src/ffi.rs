@@ -201,8 +201,10 @@ fn result(r: crate::Result<()>) -> c_int {
 ///   owns it and frees it with locker_free().
 ///
 /// Returns LOCKING_OK, LOCKING_E_INVALID_ARGUMENT (NULL pointer, empty
-/// objname or lockdir, NaN, unknown method) or LOCKING_E_IO (the lock
-/// directory cannot be created or opened; errno is set).
+/// objname or lockdir, NaN, unknown method), LOCKING_E_IO (the lock
+/// directory cannot be created or opened; errno is set) or, for
+/// LOCKING_METHOD_POSTGRES, LOCKING_E_UNAVAILABLE (no client library, server
+/// unreachable, login refused; locking_last_error() says which).
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `out` is NULL or writable.
@@ -290,7 +292,8 @@ pub unsafe extern "C" fn locker_lock(locker: *mut Locker) -> c_int {
 /// LOCKING_E_ALREADY_LOCKED when this Locker holds the lock already (in
 /// either mode); LOCKING_E_INVALID_ARGUMENT for NULL, an unknown mode, a NaN
 /// timeout, or a lock entry of another method; LOCKING_E_IO when an OS call
-/// failed (errno is set).
+/// failed (errno is set); LOCKING_E_UNAVAILABLE when the lock service
+/// (LOCKING_METHOD_POSTGRES) cannot be reached.
 ///
 /// # Safety
 /// As for locker_lock().
@@ -616,7 +619,7 @@ pub extern "C" fn close_locked_fd(fd: c_int) -> c_int {
                 }
             }
             None => fail(Error::NotLocked(format!(
-                "fd {fd} did not come from open_locked_fd()"
+                "descriptor {fd}, which did not come from open_locked_fd() or was closed already,"
             ))),
         }
     })

@@ -302,7 +302,7 @@ fn mixing_methods_on_one_name_is_an_error_not_silence() {
         let mut second = locker(&d, "x", 0.0, 0.0, b);
         let r = second.lock();
         assert!(
-            matches!(r, Err(Error::InvalidArgument(_))),
+            matches!(r, Err(Error::Untrusted(_))),
             "{a:?} then {b:?}: {r:?}"
         );
     }

@@ -428,7 +428,7 @@ impl DirLocker {
             };
             if let Some(r) = &holder.record {
                 if r.method != self.method.name() {
-                    break Err(Error::InvalidArgument(format!(
+                    break Err(Error::Untrusted(format!(
                         "{} is locked with method {}, this Locker uses {}: all parties must use the same method",
                         self.entry.path(),
                         r.method,

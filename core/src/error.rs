@@ -2,6 +2,7 @@
 //! fixed `LOCKING_E_*` code; nothing here knows about C.
 
 use std::io;
+use std::path::PathBuf;
 
 /// Everything that can go wrong in liblocking. Messages read like a C
 /// library's: what failed, on what, and why; no type names, no
@@ -38,15 +39,18 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
     /// An OS call failed; `source` keeps the OS error.
-    #[error("{call} {path}: {}", strerror(source))]
+    #[error("{call} {}: {}{}", path.display(), strerror(source), hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     Io {
-        /// The system call or operation that failed.
+        /// The system call or operation that failed, e.g. `"open"`.
         call: &'static str,
-        /// The path it was applied to.
-        path: String,
+        /// The path it was applied to, byte for byte.
+        path: PathBuf,
         /// The OS error.
         #[source]
         source: io::Error,
+        /// What the failure means here, when the OS error alone does not
+        /// say (e.g. why `ENOLCK` refuses a method on this file system).
+        hint: Option<&'static str>,
     },
     /// `lock` on a Locker that already holds its lock.
     #[error("{0} is already held by this Locker (locks are not reentrant)")]
@@ -56,7 +60,7 @@ pub enum Error {
     #[error("{0} is not held by this Locker")]
     NotLocked(String),
     /// The lock was broken by another party (after `expire`).
-    #[error("lost the lock {0}: another party broke it (its holder judged dead, or the lock older than that party's expire)")]
+    #[error("lost the lock {0} (another party broke it after its expire or judged its holder dead, or the lock's directory or session went away)")]
     LockLost(String),
 }
 
@@ -74,11 +78,28 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An I/O error with an explicit errno value.
-    pub(crate) fn os(call: &'static str, path: impl Into<String>, errno: i32) -> Self {
+    pub(crate) fn os(call: &'static str, path: impl Into<PathBuf>, errno: i32) -> Self {
         Error::Io {
             call,
             path: path.into(),
             source: io::Error::from_raw_os_error(errno),
+            hint: None,
+        }
+    }
+
+    /// An I/O error with an explicit errno value and a hint saying what it
+    /// means here.
+    pub(crate) fn os_hint(
+        call: &'static str,
+        path: impl Into<PathBuf>,
+        errno: i32,
+        hint: &'static str,
+    ) -> Self {
+        Error::Io {
+            call,
+            path: path.into(),
+            source: io::Error::from_raw_os_error(errno),
+            hint: Some(hint),
         }
     }
 

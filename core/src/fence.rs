@@ -77,7 +77,7 @@ fn open(entry: &Entry) -> Result<OwnedFd> {
 fn not_a_counter(entry: &Entry, name: &str) -> Error {
     Error::Untrusted(format!(
         "{} is not a plain fencing counter file (a directory, a symlink, or a file with other names)",
-        entry.path_of(name)
+        entry.path_of(name).display()
     ))
 }
 

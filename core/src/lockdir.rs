@@ -105,16 +105,15 @@ impl LockDir {
             Err(libc::ENOENT) => {
                 std::fs::create_dir_all(path).map_err(|e| Error::Io {
                     call: "mkdir",
-                    path: path.display().to_string(),
+                    path: path.to_path_buf(),
                     source: e,
+                    hint: None,
                 })?;
-                sys::openat(libc::AT_FDCWD, c, flags, 0)
-                    .map_err(|e| Error::os("open", path.display().to_string(), e))?
+                sys::openat(libc::AT_FDCWD, c, flags, 0).map_err(|e| Error::os("open", path, e))?
             }
-            Err(e) => return Err(Error::os("open", path.display().to_string(), e)),
+            Err(e) => return Err(Error::os("open", path, e)),
         };
-        let st = sys::fstat(fd.as_raw_fd())
-            .map_err(|e| Error::os("fstat", path.display().to_string(), e))?;
+        let st = sys::fstat(fd.as_raw_fd()).map_err(|e| Error::os("fstat", path, e))?;
         let shared = sys::shared_file_system(fd.as_raw_fd());
         Ok(LockDir {
             fd,
@@ -164,13 +163,14 @@ impl LockDir {
         if state {
             return Ok(());
         }
-        Err(Error::Io {
-            call: "open file description locks are not enforced between descriptors on this \
-                   file system, so the kernel and opencreate methods cannot exclude here (use \
-                   the mkdir method); fcntl(F_OFD_SETLK) probe",
-            path: self.path.display().to_string(),
-            source: std::io::Error::from_raw_os_error(libc::ENOLCK),
-        })
+        Err(Error::os_hint(
+            "fcntl(F_OFD_SETLK) probe in",
+            self.path.clone(),
+            libc::ENOLCK,
+            "open file description locks are not enforced between descriptors on this \
+             file system, so the kernel and opencreate methods cannot exclude here: use \
+             the mkdir method",
+        ))
     }
 
     fn probe_ofd(&self) -> bool {
@@ -211,7 +211,7 @@ impl LockDir {
             // meanwhile see either directory, both `~tmp` (a removed one
             // just fails with ENOENT and sends them here).
             sys::dup3(opened.as_raw_fd(), fd)
-                .map_err(|e| Error::os("dup3", self.path.join(TMP_DIR).display().to_string(), e))?;
+                .map_err(|e| Error::os("dup3", self.path.join(TMP_DIR), e))?;
             return Ok(fd);
         }
         let raw = std::os::fd::IntoRawFd::into_raw_fd(opened);
@@ -231,7 +231,7 @@ impl LockDir {
 
     fn open_tmp(&self) -> Result<OwnedFd> {
         let name = sys::cname(TMP_DIR);
-        let path = self.path.join(TMP_DIR).display().to_string();
+        let path = self.path.join(TMP_DIR);
         match sys::mkdirat(self.raw(), &name, 0o777) {
             Ok(()) | Err(libc::EEXIST) => {}
             Err(e) => return Err(Error::os("mkdir", path, e)),
@@ -239,11 +239,12 @@ impl LockDir {
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
         match sys::openat(self.raw(), &name, flags, 0) {
             Ok(fd) => Ok(fd),
-            Err(e @ (libc::ELOOP | libc::ENOTDIR)) => Err(Error::Io {
-                call: "open (not a directory: a symlink or file planted at the library's ~tmp?)",
+            Err(e @ (libc::ELOOP | libc::ENOTDIR)) => Err(Error::os_hint(
+                "open",
                 path,
-                source: std::io::Error::from_raw_os_error(e),
-            }),
+                e,
+                "not a directory: a symlink or file planted where the library keeps ~tmp?",
+            )),
             Err(e) => Err(Error::os("open", path, e)),
         }
     }
@@ -288,13 +289,13 @@ impl Entry {
         self.dir.path().join(&self.name).display().to_string()
     }
 
-    /// The full path of `sub` (relative to the lock directory), for messages.
-    pub fn path_of(&self, sub: &str) -> String {
-        self.dir.path().join(sub).display().to_string()
+    /// The full path of `sub` (relative to the lock directory).
+    pub fn path_of(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
     }
 
     /// An I/O error for `call` on this entry.
     pub fn err(&self, call: &'static str, errno: i32) -> Error {
-        Error::os(call, self.path(), errno)
+        Error::os(call, self.dir.path().join(&self.name), errno)
     }
 }

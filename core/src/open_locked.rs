@@ -69,7 +69,8 @@ impl LockedFile {
 fn io_err(call: &'static str, path: &Path, e: std::io::Error) -> Error {
     Error::Io {
         call,
-        path: path.display().to_string(),
+        hint: None,
+        path: path.to_path_buf(),
         source: e,
     }
 }

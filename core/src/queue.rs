@@ -25,6 +25,7 @@ use crate::sys;
 use crate::wait::Waiter;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Leftovers of waiters that died while making a ticket (`~w.*`) are
@@ -44,7 +45,7 @@ fn open_dir(entry: &Entry) -> Result<Option<OwnedFd>> {
         Err(libc::ENOENT) => Ok(None),
         Err(libc::ELOOP) | Err(libc::ENOTDIR) => Err(Error::Untrusted(format!(
             "{} is not a directory (a symlink or file where the queue directory belongs)",
-            entry.path_of(&name)
+            entry.path_of(&name).display()
         ))),
         Err(e) => Err(Error::os("open", entry.path_of(&name), e)),
     }
@@ -68,7 +69,7 @@ pub struct Ticket {
     name: CString,
     number: u64,
     token: String,
-    path: String,
+    path: PathBuf,
 }
 
 /// What a look at the queue found.
@@ -117,7 +118,7 @@ pub fn enqueue(entry: &Entry, counter: &Counter, stamp: &Stamp) -> Result<Ticket
             }
         };
         let dfd = dir.as_raw_fd();
-        let path = format!("{}/w.{}", entry.path_of(&dname), stamp.token);
+        let path = entry.path_of(&dname).join(format!("w.{}", stamp.token));
         let tmp = sys::cname(&format!("~w.{}", stamp.token));
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let file = match sys::openat(dfd, &tmp, flags, 0o666) {
@@ -162,12 +163,14 @@ pub fn enqueue(entry: &Entry, counter: &Counter, stamp: &Stamp) -> Result<Ticket
             name,
             number,
             token: stamp.token.clone(),
-            path: format!("{}/q.{number:020}.{}", entry.path_of(&dname), stamp.token),
+            path: entry
+                .path_of(&dname)
+                .join(format!("q.{number:020}.{}", stamp.token)),
         });
     }
     Err(Error::Untrusted(format!(
         "{} keeps vanishing: cannot queue",
-        entry.path_of(&dname)
+        entry.path_of(&dname).display()
     )))
 }
 
@@ -261,7 +264,7 @@ impl Ticket {
         }
         Err(Error::Untrusted(format!(
             "{} keeps changing: cannot find our place",
-            self.path
+            self.path.display()
         )))
     }
 

@@ -25,6 +25,7 @@ use crate::sys::{self, LockKind};
 use crate::wait::Waiter;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The readers directory name of an entry.
@@ -53,11 +54,11 @@ pub struct SharedHold {
     file: OwnedFd,
     token: String,
     gen: u64,
-    path: String,
+    path: PathBuf,
 }
 
-fn lost(path: &str) -> Error {
-    Error::LockLost(format!("{path} (shared)"))
+fn lost(path: &Path) -> Error {
+    Error::LockLost(format!("{} (shared)", path.display()))
 }
 
 fn open_dir(entry: &Entry) -> Result<Option<OwnedFd>> {
@@ -68,7 +69,7 @@ fn open_dir(entry: &Entry) -> Result<Option<OwnedFd>> {
         Err(libc::ENOENT) => Ok(None),
         Err(libc::ELOOP) | Err(libc::ENOTDIR) => Err(Error::Untrusted(format!(
             "{} is not a directory (a symlink or file where the readers directory belongs)",
-            entry.path_of(&name)
+            entry.path_of(&name).display()
         ))),
         Err(e) => Err(Error::os("open", entry.path_of(&name), e)),
     }
@@ -114,7 +115,7 @@ pub fn create(entry: &Entry, stamp: &Stamp, kernel: bool) -> Result<Option<Share
         Err(e) => return Err(Error::os("open", entry.path_of(&name), e)),
     };
     let fd = file.as_raw_fd();
-    let path = format!("{}/r.{}", entry.path_of(&name), stamp.token);
+    let path = entry.path_of(&name).join(format!("r.{}", stamp.token));
     let setup = (|| {
         if kernel
             && !sys::ofd_try(fd, LockKind::Write, 0, 1)
@@ -287,7 +288,7 @@ fn scan(
         if parse_name(&name).is_none() {
             return Err(Error::Untrusted(format!(
                 "{} holds an entry this library did not make: {:?}",
-                entry.path_of(&dir_name(entry)),
+                entry.path_of(&dir_name(entry)).display(),
                 String::from_utf8_lossy(&name)
             )));
         }
@@ -382,7 +383,7 @@ pub fn drain(entry: &Entry, method: &str, kernel: bool, expire: Expire) -> Resul
     }
     Err(Error::Untrusted(format!(
         "{} keeps entries that cannot be removed",
-        entry.path_of(&dir_name(entry))
+        entry.path_of(&dir_name(entry)).display()
     )))
 }
 

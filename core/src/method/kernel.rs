@@ -43,14 +43,14 @@ fn fcntl_err(entry: &Entry, e: i32) -> Error {
 }
 
 fn linked_elsewhere(entry: &Entry) -> Error {
-    Error::InvalidArgument(format!(
+    Error::Untrusted(format!(
         "lock entry {} is a file with other names (hard links): refusing to write an owner record into it",
         entry.path()
     ))
 }
 
 fn not_a_file(entry: &Entry) -> Error {
-    Error::InvalidArgument(format!(
+    Error::Untrusted(format!(
         "lock entry {} is not a kernel-method lock file: is another party locking this name with another method?",
         entry.path()
     ))

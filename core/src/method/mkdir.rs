@@ -172,7 +172,7 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
 }
 
 fn not_a_dir(entry: &Entry) -> Error {
-    Error::InvalidArgument(format!(
+    Error::Untrusted(format!(
         "lock entry {} exists but is not a directory: is another party locking this name with another method?",
         entry.path()
     ))

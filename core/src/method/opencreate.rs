@@ -64,7 +64,7 @@ fn read_holder(entry: &Entry) -> Result<Option<Holder>> {
 }
 
 fn not_a_file(entry: &Entry) -> Error {
-    Error::InvalidArgument(format!(
+    Error::Untrusted(format!(
         "lock entry {} exists but is not a regular file: is another party locking this name with another method?",
         entry.path()
     ))
