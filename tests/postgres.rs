@@ -1453,3 +1453,37 @@ fn a_server_restart_loses_the_lock_and_tokens_keep_increasing() {
     assert!(a.fencing_token().unwrap() > t3);
     a.unlock().unwrap();
 }
+
+/// lockrun with `--method postgres`: `--dir` is the connection string; a
+/// busy lock exits 75, `--check` names the holder, a free one is free.
+#[test]
+fn lockrun_uses_the_postgres_method() {
+    let Some(s) = shared() else { return };
+    let name = fresh("lockrun");
+    let lockrun = Path::new(env!("CARGO_BIN_EXE_lockrun"));
+    let run = |args: &[&str]| {
+        Command::new(lockrun)
+            .args([
+                "--method",
+                "postgres",
+                "--dir",
+                &s.conninfo(),
+                "--ns",
+                "rust",
+            ])
+            .args(args)
+            .output()
+            .expect("lockrun runs")
+    };
+    let free = run(&["--check", &name]);
+    assert_eq!(free.status.code(), Some(0), "{free:?}");
+    let mut holder = pg_locker(&s.conninfo(), &name, 0.0, 0.0);
+    holder.lock().unwrap();
+    let busy = run(&["-n", &name, "--", "true"]);
+    assert_eq!(busy.status.code(), Some(75), "{busy:?}");
+    let held = run(&["--check", &name]);
+    assert_eq!(held.status.code(), Some(1), "{held:?}");
+    holder.unlock().unwrap();
+    let ran = run(&["-n", &name, "--", "true"]);
+    assert_eq!(ran.status.code(), Some(0), "{ran:?}");
+}

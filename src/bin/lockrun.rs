@@ -106,8 +106,10 @@ short options group: -nq; options go before NAME):
       --expire S           break a lock older than S seconds (default 0:
                            never; locks of holders that died on this machine
                            are broken anyway)
-      --method M           kernel (default), mkdir, opencreate or fake (or
-                           0-3); all parties must use the same method
+      --method M           kernel (default), mkdir, opencreate, fake or
+                           postgres (or 0-4); all parties must use the same
+                           method; with postgres, --dir is a libpq
+                           connection string
       --check              run nothing: tell whether NAME is free or who
                            holds it (the method is read from the lock
                            directory); exit 0 if free, 1 if held; with -v
@@ -236,12 +238,13 @@ fn method(v: &OsStr) -> Result<Method, Exit> {
                 Method::OpenCreate,
                 Method::Fake,
                 Method::Kernel,
+                Method::Postgres,
             ];
             s.parse::<usize>().ok().and_then(|i| by_int.get(i).copied())
         })
         .ok_or_else(|| {
             Exit::usage(format!(
-                "--method: unknown method '{}' (kernel, mkdir, opencreate or fake)",
+                "--method: unknown method '{}' (kernel, mkdir, opencreate, fake or postgres)",
                 v.to_string_lossy()
             ))
         })
@@ -518,13 +521,18 @@ fn holders_line(holders: &[HolderInfo]) -> Option<String> {
 /// lock directory, so that `--method` need not be right (or given).
 fn check(o: &Opts, dir: &Path) -> Result<i32, Exit> {
     let what = display(o, dir);
-    if !dir.exists() {
-        println!("{what}: free");
-        return Ok(EX_OK);
-    }
-    let method = Locker::detect_method(dir, o.ns(), &o.name)
-        .map_err(|e| lock_failure(&e))?
-        .unwrap_or(o.method);
+    let method = if o.method == Method::Postgres {
+        // The lock lives in the server: --dir is a connection string.
+        Method::Postgres
+    } else {
+        if !dir.exists() {
+            println!("{what}: free");
+            return Ok(EX_OK);
+        }
+        Locker::detect_method(dir, o.ns(), &o.name)
+            .map_err(|e| lock_failure(&e))?
+            .unwrap_or(o.method)
+    };
     let locker = Locker::new(
         &o.name,
         dir,
