@@ -263,6 +263,12 @@ fn now_secs_micros() -> (u64, u32) {
     (d.as_secs(), d.subsec_micros())
 }
 
+/// The record's last lines: its time as seconds and microseconds since the
+/// epoch, and `end` (the one renderer of the format's time).
+fn time_and_end(secs: u64, micros: u32) -> String {
+    format!("time={secs}.{micros:06}\nend\n")
+}
+
 /// What a new acquisition writes: the method, its token and this process's
 /// identity. Rendering reuses the identity lines computed once per process.
 #[derive(Debug, Clone)]
@@ -291,7 +297,7 @@ impl Stamp {
         out.extend_from_slice(self.token.as_bytes());
         out.push(b'\n');
         out.extend_from_slice(lines.as_bytes());
-        out.extend_from_slice(format!("time={secs}.{micros:06}\nend\n").as_bytes());
+        out.extend_from_slice(time_and_end(secs, micros).as_bytes());
         out
     }
 }
@@ -325,14 +331,17 @@ impl Record {
         }
     }
 
-    /// The record's bytes.
+    /// The record's bytes, exactly as [`Stamp::render`] writes them.
     pub fn render(&self) -> Vec<u8> {
+        let t = self.time.max(0.0);
+        let secs = t.trunc() as u64;
+        let micros = (((t - secs as f64) * 1e6).round() as u32).min(999_999);
         format!(
-            "{MAGIC}\nmethod={}\ntoken={}\n{}time={:.6}\nend\n",
+            "{MAGIC}\nmethod={}\ntoken={}\n{}{}",
             self.method,
             self.token,
             identity_lines(&self.owner),
-            self.time
+            time_and_end(secs, micros)
         )
         .into_bytes()
     }
