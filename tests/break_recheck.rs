@@ -25,14 +25,16 @@
 //! The hook is process-wide and tests of one binary run on parallel
 //! threads, so everything runs inside one #[test], method after method.
 
+mod support;
+
 use locking::{Error, Expire, Locker, Method, Timeout};
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use support::back_date;
 
 /// How many times the before-break hook ran.
 static HOOK_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -93,43 +95,6 @@ fn age_file(a: &Locker, method: Method) -> PathBuf {
         }
         _ => entry,
     }
-}
-
-/// Sets the mtime of `path` (not following symlinks) to one hour ago.
-fn back_date(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: now is a live, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: now.tv_sec - 3600,
-            tv_nsec: now.tv_nsec,
-        },
-    ];
-    // SAFETY: c is a NUL-terminated path and times an array of two timespecs, both alive across the call.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat({}): {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
 }
 
 fn set_holder(a: Option<Locker>) -> Option<Locker> {

@@ -13,7 +13,6 @@
 mod support;
 
 use locking::{Expire, Locker, Method, Timeout};
-use std::ffi::CString;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -23,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
-use support::{have, repo, scratch};
+use support::{back_date, have, repo, scratch};
 
 const LOCKRUN: &str = env!("CARGO_BIN_EXE_lockrun");
 /// Only to catch hangs: nothing waits for this long when all is well.
@@ -650,44 +649,6 @@ fn check_reads_the_method_from_the_lock_directory_and_names_the_holder() {
         assert_eq!(o.code(), Some(0), "{m}: {}{}", o.stdout, o.stderr);
         assert!(o.stdout.ends_with(": free\n"), "{m}: {}", o.stdout);
     }
-}
-
-/// Sets the mtime of `path` (not following symlinks) to one hour ago.
-fn back_date(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a live, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: now.tv_sec - 3600,
-            tv_nsec: now.tv_nsec,
-        },
-    ];
-    // SAFETY: a NUL-terminated path and an array of two timespecs, both
-    // alive for the call.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat({}): {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
 }
 
 /// Makes the lock at `entry` look an hour old: the mtime of the file that

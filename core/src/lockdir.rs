@@ -294,6 +294,23 @@ impl Entry {
         self.dir.path().join(sub)
     }
 
+    /// Opens the directory `sub` beside the entry (its readers or queue
+    /// directory), never through a symlink: `None` if it does not exist;
+    /// `Untrusted` if something else stands at its name. `what` names it
+    /// in that message.
+    pub fn open_side_dir(&self, sub: &str, what: &str) -> Result<Option<OwnedFd>> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        match sys::openat(self.dirfd(), &sys::cname(sub), flags, 0) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(libc::ENOENT) => Ok(None),
+            Err(libc::ELOOP) | Err(libc::ENOTDIR) => Err(Error::Untrusted(format!(
+                "{} is not a directory (a symlink or file where the {what} belongs)",
+                self.path_of(sub).display()
+            ))),
+            Err(e) => Err(Error::os("open", self.path_of(sub), e)),
+        }
+    }
+
     /// An I/O error for `call` on this entry.
     pub fn err(&self, call: &'static str, errno: i32) -> Error {
         Error::os(call, self.dir.path().join(&self.name), errno)

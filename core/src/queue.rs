@@ -38,17 +38,7 @@ pub fn dir_name(entry: &Entry) -> String {
 }
 
 fn open_dir(entry: &Entry) -> Result<Option<OwnedFd>> {
-    let name = dir_name(entry);
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-    match sys::openat(entry.dirfd(), &sys::cname(&name), flags, 0) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(libc::ENOENT) => Ok(None),
-        Err(libc::ELOOP) | Err(libc::ENOTDIR) => Err(Error::Untrusted(format!(
-            "{} is not a directory (a symlink or file where the queue directory belongs)",
-            entry.path_of(&name).display()
-        ))),
-        Err(e) => Err(Error::os("open", entry.path_of(&name), e)),
-    }
+    entry.open_side_dir(&dir_name(entry), "queue directory")
 }
 
 /// True when somebody is queued (the queue directory exists).
