@@ -56,6 +56,13 @@ struct Held {
 /// busy releasing or breaking.
 const BUSY_RETRY: Duration = Duration::from_millis(2);
 
+/// A lock younger than this when found busy may be let go at once: look
+/// again a few times ([`SPIN_TRIES`], pauses growing by [`SPIN_PAUSE`])
+/// before taking a ticket and sleeping until woken.
+const SPIN_WINDOW: Duration = Duration::from_millis(1);
+const SPIN_TRIES: u32 = 6;
+const SPIN_PAUSE: Duration = Duration::from_micros(50);
+
 /// Waiters sweep leftovers of dead parties at most this often per process.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -363,6 +370,7 @@ impl DirLocker {
         // Waiting for the queue to move (behind others).
         let mut queue_waiter: Option<(Vec<u8>, Waiter)> = None;
         let mut ticket: Option<Ticket> = None;
+        let mut spins = 0u32;
         let result = (|| loop {
             if let Some(t) = &ticket {
                 let watched =
@@ -438,6 +446,9 @@ impl DirLocker {
             }
             let (stale, expires_at) = self.judge(&holder, waiter.as_ref());
             let holder_id = holder.record.as_ref().map(|r| r.owner.clone());
+            let fresh = holder
+                .mtime
+                .is_some_and(|m| method::lock_age(m) < SPIN_WINDOW);
             let mut busy_elsewhere = false;
             if let Some(why) = stale {
                 crate::testing::before_break();
@@ -448,6 +459,16 @@ impl DirLocker {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break Err(self.timed_out(timeout));
+            }
+            // A lock taken a moment ago is often let go a moment later (a
+            // shared locker passing the gate, a short critical section):
+            // look again after a short pause before queueing. Not a way
+            // past the queue: a locker that gets the lock this way still
+            // looks at the queue afterwards and lets go if others wait.
+            if ticket.is_none() && fresh && spins < SPIN_TRIES && stale.is_none() {
+                spins += 1;
+                crate::sys::sleep(SPIN_PAUSE * spins);
+                continue;
             }
             let Some(w) = waiter.as_mut() else {
                 // First failure: take a ticket (later lockers queue behind
