@@ -60,8 +60,8 @@ const BUSY_RETRY: Duration = Duration::from_millis(2);
 /// again a few times ([`SPIN_TRIES`], pauses growing by [`SPIN_PAUSE`])
 /// before taking a ticket and sleeping until woken.
 const SPIN_WINDOW: Duration = Duration::from_millis(1);
-const SPIN_TRIES: u32 = 6;
-const SPIN_PAUSE: Duration = Duration::from_micros(50);
+const SPIN_TRIES: u32 = 16;
+const SPIN_PAUSE: Duration = Duration::from_micros(10);
 
 /// Waiters sweep leftovers of dead parties at most this often per process.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
