@@ -232,7 +232,7 @@ impl DirLocker {
             Timeout::After(d) => Instant::now().checked_add(d),
         };
         loop {
-            let token = self.take_gate(deadline, timeout)?;
+            let token = self.take_gate(deadline, timeout, mode == Mode::Shared)?;
             if self.method == Method::Fake {
                 self.held = Some(Held::new(token, None, 0));
                 return Ok(());
@@ -364,7 +364,12 @@ impl DirLocker {
 
     /// Takes the method's own entry (the gate of docs/PROTOCOL.md, "Shared
     /// locks"), waiting until `deadline`: returns the acquisition's token.
-    fn take_gate(&mut self, deadline: Option<Instant>, timeout: Timeout) -> Result<String> {
+    fn take_gate(
+        &mut self,
+        deadline: Option<Instant>,
+        timeout: Timeout,
+        shared: bool,
+    ) -> Result<String> {
         // Waiting on the entry itself (as the head of the queue).
         let mut waiter: Option<Waiter> = None;
         // Waiting for the queue to move (behind others).
@@ -460,12 +465,15 @@ impl DirLocker {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break Err(self.timed_out(timeout));
             }
-            // A lock taken a moment ago is often let go a moment later (a
-            // shared locker passing the gate, a short critical section):
-            // look again after a short pause before queueing. Not a way
-            // past the queue: a locker that gets the lock this way still
-            // looks at the queue afterwards and lets go if others wait.
-            if ticket.is_none() && fresh && spins < SPIN_TRIES && stale.is_none() {
+            // A shared locker that finds the gate taken a moment ago (most
+            // often by another shared locker passing it) looks again after a
+            // short pause before queueing, so that shared lockers do not
+            // line up behind each other. Not a way past the queue: a locker
+            // that gets the gate this way still looks at the queue
+            // afterwards and lets go if others wait. (Exclusive lockers
+            // queue at once: pausing first would let later callers go
+            // ahead of them.)
+            if shared && ticket.is_none() && fresh && spins < SPIN_TRIES && stale.is_none() {
                 spins += 1;
                 crate::sys::sleep(SPIN_PAUSE * spins);
                 continue;
