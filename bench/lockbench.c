@@ -9,6 +9,7 @@
  *   lockbench list
  *   lockbench uncontended DIR ROUNDS SLICE_MS SYSTEM...
  *   lockbench contended   DIR SYSTEM NPROC DURATION_MS [GRACE_MS]
+ *   lockbench fairness    DIR SYSTEM NPROC DURATION_MS HOLD_US WORK_US
  *   lockbench threads     DIR SYSTEM NTHREADS DURATION_MS
  *   lockbench crash       DIR SYSTEM CAP_MS
  *   lockbench hold        DIR SYSTEM N
@@ -25,7 +26,10 @@
  * same-run ratios compare.
  *
  * Build with -DHAVE_LOCKFILE -llockfile to include liblockfile.
- * LOCKBENCH_DUMP=FILE makes contended/threads write every wait to FILE.
+ * LOCKBENCH_DUMP=FILE makes contended/threads write every wait to FILE;
+ * LOCKBENCH_SEQ=FILE makes contended/threads/fairness write the hand-over
+ * sequence (worker, others waiting, call and acquisition times in ns from
+ * the start) to FILE.
  */
 #define _GNU_SOURCE
 #include <locking.h>
@@ -588,14 +592,45 @@ static int cmd_dirsize(int argc, char **argv)
 
 /* ---------------------------------------------- contended and threads */
 
-#define HOLD_NS 500000 /* inside the lock */
-#define WORK_NS 500000 /* outside the lock */
+#define HOLD_NS 500000 /* inside the lock (contended, threads) */
+#define WORK_NS 500000 /* outside the lock (contended, threads): the mean */
+/*
+ * The work outside the lock lasts WORK_NS * [1 - WORK_JITTER, 1 + WORK_JITTER],
+ * uniformly at random. With the same fixed sleep inside and outside, the
+ * kernel's locks phase-lock: the process back from its work arrives just as
+ * the holder releases, before the waiters woken by that release run, so two
+ * processes alternate without waiting while the others starve (raw
+ * F_OFD_SETLKW at 4 processes: p50 0.5 us, p99 16-25 ms on this machine in
+ * November 2026, against 1.2 ms and 2.3 ms in the 0.1 results). Independent
+ * processes do not keep such a phase. LOCKBENCH_WORK_JITTER overrides it
+ * (0: the fixed work of the 0.1 results).
+ */
+#define WORK_JITTER 0.5
+
+/*
+ * One acquisition, appended by its holder (so in the order of the
+ * acquisitions) to the hand-over sequence: who, since when it waited, when
+ * it got the lock, and how many of the other workers were in a lock call
+ * at that moment (their "waiting" marks, set before the call and cleared
+ * after it returns).
+ */
+struct acq {
+    int32_t who;
+    int32_t others_waiting;
+    int64_t t_wait; /* the lock call began */
+    int64_t t_acq;  /* the lock call returned */
+};
 
 struct shared {
     volatile int64_t t_start;
     volatile int64_t t_end;
     int nworkers;
     long maxw;
+    int64_t hold_ns, work_ns;
+    double work_jitter; /* work uniform in work_ns * [1 - j, 1 + j] */
+    struct acq *seq; /* shared mapping of maxseq entries */
+    long maxseq;
+    long nseq;       /* entries claimed (atomic) */
     /* per worker: count, finish time; then maxw waits each */
     struct slot {
         volatile long count;           /* completed lock+unlock cycles */
@@ -616,13 +651,14 @@ struct run {
 };
 
 /* read the counter, hold, write it back + 1: any overlap loses updates */
-static void bump(int fd)
+static void bump(int fd, int64_t hold_ns)
 {
     char buf[32];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = 0;
     long v = strtol(buf, NULL, 10);
-    t_sleep(HOLD_NS / 1e9);
+    if (hold_ns > 0)
+        t_sleep((double)hold_ns / 1e9);
     int len = snprintf(buf, sizeof buf, "%ld\n", v + 1);
     if (pwrite(fd, buf, (size_t)len, 0) != len)
         die("pwrite counter: %s", strerror(errno));
@@ -650,18 +686,30 @@ static void *worker(void *arg)
     int64_t *waits = sh->waits + (size_t)r->index * (size_t)sh->maxw;
     struct slot *me = &sh->slots[r->index];
     long n = 0;
+    uint64_t rng = t_rng_seed((uint64_t)r->index + 1);
     while (t_now_ns() < sh->t_end && n < sh->maxw) {
         int64_t t0 = t_now_ns();
-        me->waiting_since = t0;
+        __atomic_store_n(&me->waiting_since, t0, __ATOMIC_SEQ_CST);
         inst_lock(&in);
         int64_t t1 = t_now_ns();
-        me->waiting_since = 0;
+        __atomic_store_n(&me->waiting_since, 0, __ATOMIC_SEQ_CST);
+        /* the hand-over sequence: who else is waiting as we get it */
+        int others = 0;
+        for (int i = 0; i < sh->nworkers; i++)
+            if (i != r->index && __atomic_load_n(&sh->slots[i].waiting_since, __ATOMIC_SEQ_CST))
+                others++;
+        long k = __atomic_fetch_add(&sh->nseq, 1, __ATOMIC_SEQ_CST);
+        if (k < sh->maxseq)
+            sh->seq[k] = (struct acq){r->index, others, t0, t1};
         waits[n] = t1 - t0;
-        bump(cfd);
+        bump(cfd, sh->hold_ns);
         inst_unlock(&in);
         me->count = ++n;
         me->finish = t_now_ns();
-        t_sleep(WORK_NS / 1e9);
+        if (sh->work_ns > 0) {
+            double u = (double)(t_rng_next(&rng) >> 11) / 9007199254740992.0; /* [0, 1) */
+            t_sleep((double)sh->work_ns / 1e9 * (1 + sh->work_jitter * (2 * u - 1)));
+        }
     }
     me->finish = t_now_ns();
     close(cfd);
@@ -682,9 +730,95 @@ static long read_counter(const char *path)
     return strtol(buf, NULL, 10);
 }
 
+/*
+ * Fairness, from the hand-over sequence (in the order of the acquisitions):
+ * the longest run of consecutive acquisitions by one worker in which every
+ * acquisition after the first was made while another worker was waiting;
+ * how many acquisitions extended such a run; the most acquisitions by
+ * others during one wait (a first-come-first-served lock lets each of the
+ * other N-1 workers in at most once); and the overtakes: acquisitions by a
+ * worker whose lock call began after that of one still waiting, and by how
+ * much later at most (a FIFO queue orders by its ticket draw, inside the
+ * call, so a draw delayed after the call began shows here).
+ *
+ * Waits that began in the first FAIR_WARMUP_NS of the run are left out of
+ * all of these: every worker calls lock at the same moment then, each for
+ * the first time in its life (set-up inside the library, 8 processes on the
+ * CPUs at once), so the order of their arrivals is not that of their calls.
+ */
+#define FAIR_WARMUP_NS 20000000LL
+
+struct fair {
+    long n;           /* acquisitions in the sequence */
+    long counted;     /* of which after the warm-up */
+    long longest_run; /* 1 when nobody ever took it twice while others waited */
+    long repeats;     /* acquisitions that extended a run */
+    long max_bypass;  /* the most acquisitions by others during one wait */
+    double p99_bypass;
+    long over_bypass; /* waits during which more than nw - 1 others got it */
+    long overtakes;   /* acquisitions by a process whose call began after that
+                         of one still waiting */
+    int64_t max_lead; /* the most by which such a call began later (ns) */
+};
+
+static void fairness_of(const struct acq *seq, long n, int nw, int64_t t_warm, struct fair *f)
+{
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    f->longest_run = n > 0;
+    if (n == 0)
+        return;
+    int64_t *byp = calloc((size_t)n, sizeof *byp);
+    long run = 1;
+    for (long k = 0; k < n; k++) {
+        int counted = seq[k].t_wait >= t_warm;
+        if (k > 0) {
+            if (counted && seq[k].who == seq[k - 1].who && seq[k].others_waiting > 0) {
+                run++;
+                f->repeats++;
+            } else {
+                run = 1;
+            }
+            if (run > f->longest_run)
+                f->longest_run = run;
+        }
+        if (!counted)
+            continue;
+        /* acquisitions before k that came after this wait began: the
+           first index j with t_acq > t_wait (t_acq grows with k) */
+        long lo = 0, hi = k;
+        while (lo < hi) {
+            long mid = lo + (hi - lo) / 2;
+            if (seq[mid].t_acq > seq[k].t_wait)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        long b = k - lo;
+        byp[f->counted++] = b;
+        /* served before us although their call began after ours */
+        for (long j = lo; j < k; j++)
+            if (seq[j].t_wait > seq[k].t_wait) {
+                f->overtakes++;
+                if (seq[j].t_wait - seq[k].t_wait > f->max_lead)
+                    f->max_lead = seq[j].t_wait - seq[k].t_wait;
+            }
+        if (b > nw - 1)
+            f->over_bypass++;
+        if (b > f->max_bypass)
+            f->max_bypass = b;
+    }
+    qsort(byp, (size_t)f->counted, sizeof *byp, cmp_i64);
+    f->p99_bypass = f->counted ? (double)pct(byp, (size_t)f->counted, 99) : 0;
+    free(byp);
+}
+
 static int contend(const char *mode, int argc, char **argv)
 {
-    if (argc != 4 && argc != 5)
+    int fairness = strcmp(mode, "fairness") == 0;
+    if (fairness && argc != 6)
+        die("usage: fairness DIR SYSTEM N DURATION_MS HOLD_US WORK_US");
+    if (!fairness && argc != 4 && argc != 5)
         die("usage: %s DIR SYSTEM N DURATION_MS [GRACE_MS]", mode);
     /* processes still in a lock call GRACE_MS after the end are killed */
     double grace_ms = argc == 5 ? atof(argv[4]) : -1;
@@ -692,9 +826,13 @@ static int contend(const char *mode, int argc, char **argv)
     const struct sysdesc *d = find_system(argv[1]);
     int nw = atoi(argv[2]);
     double dur_ms = atof(argv[3]);
+    int64_t hold_ns = fairness ? (int64_t)(atof(argv[4]) * 1e3) : HOLD_NS;
+    int64_t work_ns = fairness ? (int64_t)(atof(argv[5]) * 1e3) : WORK_NS;
     int threads = strcmp(mode, "threads") == 0;
     if (nw < 1 || nw > 64)
         die("1..64 workers");
+    if (hold_ns < 0 || work_ns < 0)
+        die("hold and work times must not be negative");
     long stuck = 0;       /* workers killed while still waiting */
     int64_t killed_at = 0;
     int64_t stuck_waits[64]; /* counted as waits: they lasted at least that long */
@@ -708,11 +846,24 @@ static int contend(const char *mode, int argc, char **argv)
         die("counter %s: %s", counter, strerror(errno));
     close(cfd);
 
-    long maxw = (long)(dur_ms * 2.2) + 1000; /* at most one lock per ~1 ms */
+    /* one worker holds for hold_ns at least per acquisition, so it cannot
+       make more than this many */
+    int64_t cycle_floor = hold_ns > 20000 ? hold_ns : 20000;
+    long maxw = (long)(dur_ms * 1e6 / (double)cycle_floor * 1.1) + 1000;
     size_t size = sizeof(struct shared) + (size_t)nw * (size_t)maxw * sizeof(int64_t);
     struct shared *sh = t_shared_alloc(size);
     sh->nworkers = nw;
     sh->maxw = maxw;
+    sh->hold_ns = hold_ns;
+    sh->work_ns = work_ns;
+    sh->work_jitter = fairness ? 0 : WORK_JITTER;
+    if (getenv("LOCKBENCH_WORK_JITTER"))
+        sh->work_jitter = atof(getenv("LOCKBENCH_WORK_JITTER"));
+    if (sh->work_jitter < 0 || sh->work_jitter > 1)
+        die("LOCKBENCH_WORK_JITTER must be in [0, 1]");
+    sh->maxseq = (long)nw * maxw;
+    size_t seqsize = (size_t)sh->maxseq * sizeof(struct acq);
+    sh->seq = t_shared_alloc(seqsize);
     sh->t_end = INT64_MAX;
 
     struct run *runs = calloc((size_t)nw, sizeof *runs);
@@ -834,26 +985,64 @@ static int contend(const char *mode, int argc, char **argv)
         if (f)
             fclose(f);
     }
+    const char *seqdump = getenv("LOCKBENCH_SEQ");
+    if (seqdump) {
+        FILE *f = fopen(seqdump, "w");
+        long ns = sh->nseq < sh->maxseq ? sh->nseq : sh->maxseq;
+        for (long k = 0; f && k < ns; k++)
+            fprintf(f, "%d %d %lld %lld\n", sh->seq[k].who, sh->seq[k].others_waiting,
+                    (long long)(sh->seq[k].t_wait - sh->t_start),
+                    (long long)(sh->seq[k].t_acq - sh->t_start));
+        if (f)
+            fclose(f);
+    }
     long counter_value = read_counter(counter);
     long over20 = 0;
     for (long i = 0; i < total; i++)
         over20 += all[i] > 20000000;
     double elapsed = (double)(finish - sh->t_start) / 1e9;
+    /* shares: each worker's acquisitions against the fair share total/nw */
+    long nseq = sh->nseq < sh->maxseq ? sh->nseq : sh->maxseq;
+    struct fair fa;
+    fairness_of(sh->seq, nseq, nw, sh->t_start + FAIR_WARMUP_NS, &fa);
+    double smin = 0, smax = 0, sum = 0, sum2 = 0;
+    for (int i = 0; i < nw; i++) {
+        double c = (double)sh->slots[i].count;
+        double s = acquisitions > 0 ? c * nw / (double)acquisitions : 0;
+        if (i == 0 || s < smin)
+            smin = s;
+        if (i == 0 || s > smax)
+            smax = s;
+        sum += c;
+        sum2 += c * c;
+    }
     printf("{");
     jstr("scenario", mode, 1);
     jstr("system", d->name, 1);
     printf("\"workers\":%d,\"duration_s\":%.3f,\"acquisitions\":%ld,\"counter\":%ld,"
            "\"throughput\":%.1f,\"cpu_us_per_acq\":%.1f,\"over_20ms\":%ld,"
            "\"stuck\":%ld,\"stuck_wait_us\":%.1f,"
-           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,",
            nw, elapsed, acquisitions, counter_value,
            elapsed > 0 ? (double)acquisitions / elapsed : 0.0,
            acquisitions ? cpu_s * 1e6 / (double)acquisitions : 0.0, over20, stuck, (double)stuck_ns / 1e3,
            (double)pct(all, (size_t)total, 50) / 1e3, (double)pct(all, (size_t)total, 99) / 1e3,
            (double)pct(all, (size_t)total, 100) / 1e3);
+    printf("\"hold_us\":%.1f,\"work_us\":%.1f,\"work_jitter\":%.2f,\"counts\":[",
+           (double)hold_ns / 1e3, (double)work_ns / 1e3, sh->work_jitter);
+    for (int i = 0; i < nw; i++)
+        printf("%s%ld", i ? "," : "", sh->slots[i].count);
+    printf("],\"share_min\":%.4f,\"share_max\":%.4f,\"jain\":%.5f,\"sequence\":%ld,"
+           "\"sequence_lost\":%ld,\"longest_run\":%ld,\"repeats\":%ld,\"max_bypass\":%ld,"
+           "\"p99_bypass\":%.0f,\"over_bypass\":%ld,\"overtakes\":%ld,\"max_lead_us\":%.1f,"
+           "\"fair_counted\":%ld,\"fair_warmup_ms\":%.0f}\n",
+           smin, smax, sum2 > 0 ? sum * sum / ((double)nw * sum2) : 0.0, fa.n,
+           sh->nseq - nseq, fa.longest_run, fa.repeats, fa.max_bypass, fa.p99_bypass, fa.over_bypass,
+           fa.overtakes, (double)fa.max_lead / 1e3, fa.counted, FAIR_WARMUP_NS / 1e6);
     fflush(stdout);
     free(all);
     free(runs);
+    munmap(sh->seq, seqsize);
     munmap(sh, size);
     return 0;
 }
@@ -1497,8 +1686,8 @@ static int cmd_list(void)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        die("usage: lockbench list|uncontended|contended|threads|crash|hold|dirsize|populate|"
-            "readers|mixed|fencing ...");
+        die("usage: lockbench list|uncontended|contended|fairness|threads|crash|hold|dirsize|"
+            "populate|readers|mixed|fencing ...");
     /* 1,000 held locks need 1,000 descriptors for some systems */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
@@ -1512,7 +1701,8 @@ int main(int argc, char **argv)
         return cmd_list();
     if (strcmp(cmd, "uncontended") == 0)
         return cmd_uncontended(argc, argv);
-    if (strcmp(cmd, "contended") == 0 || strcmp(cmd, "threads") == 0)
+    if (strcmp(cmd, "contended") == 0 || strcmp(cmd, "threads") == 0 ||
+        strcmp(cmd, "fairness") == 0)
         return contend(cmd, argc, argv);
     if (strcmp(cmd, "crash") == 0)
         return cmd_crash(argc, argv);

@@ -9,6 +9,9 @@
 #   bench/run.sh --shared   # only the shared-lock and fencing-token modes
 #                           # (readers, mixed, fencing; with --quick: shortened)
 #   bench/run.sh --build    # install and build only
+#   bench/run.sh --head     # (with any of the above) measure the committed
+#                           # tree: build a `git archive HEAD` export in
+#                           # BENCH_BUILD/src instead of the work tree
 #
 # Installs (idempotently, only what is missing): Debian liblockfile-dev and
 # strace, Python filelock, fasteners, portalocker and matplotlib. Needs root
@@ -27,12 +30,13 @@ PY="${PYTHON:-python3}"
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 
-QUICK=0 SHARED_ONLY=0 BUILD_ONLY=0 REPORT=0
+QUICK=0 SHARED_ONLY=0 BUILD_ONLY=0 REPORT=0 HEAD_ONLY=0
 for a in "$@"; do
     case "$a" in
     --quick) QUICK=1 ;;
     --shared) SHARED_ONLY=1 ;;
     --build) BUILD_ONLY=1 ;;
+    --head) HEAD_ONLY=1 ;;
     --report) REPORT=1 ;; # bench.py: rewrite the report from results.json
     *) say "unknown option $a"; exit 2 ;;
     esac
@@ -45,8 +49,19 @@ if [ -n "${BENCH_BUILD:-}" ]; then
     fi
     BUILD="$BENCH_BUILD"
 fi
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+# the tree that is built and measured: the work tree, or (--head) a clean
+# export of the last commit (git archive reads the repository, changes nothing)
+SRC="$ROOT"
+if [ $HEAD_ONLY -eq 1 ]; then
+    SRC="$BUILD/src"
+    rm -rf "$SRC"
+    mkdir -p "$SRC"
+    git -C "$ROOT" archive HEAD | tar -x -C "$SRC"
+    BENCH_BUILT_FROM="$(git -C "$ROOT" rev-parse --short HEAD) (a git archive of HEAD: changes in the work tree not included)"
+    export BENCH_BUILT_FROM
+fi
+TARGET="${CARGO_TARGET_DIR:-$SRC/target}"
+case "$TARGET" in /*) ;; *) TARGET="$SRC/$TARGET" ;; esac
 
 # ---- setup: system packages
 need_apt=()
@@ -67,8 +82,8 @@ if [ $SHARED_ONLY -eq 0 ] && ! "$PY" -c 'import filelock, fasteners, portalocker
 fi
 
 # ---- build
-say "cargo build --release"
-(cd "$ROOT" && cargo build --release --quiet)
+say "cargo build --release ($SRC)"
+(cd "$SRC" && cargo build --release --quiet)
 mkdir -p "$BUILD/lib"
 # A private copy of the library: other builds of target/release during the
 # run cannot change what is measured. The SONAME is liblocking.so.0.
@@ -77,7 +92,7 @@ mv -f "$BUILD/lib/liblocking.so.tmp" "$BUILD/lib/liblocking.so"
 ln -sf liblocking.so "$BUILD/lib/liblocking.so.0"
 say "cc lockbench.c"
 cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -DHAVE_LOCKFILE \
-    -I"$ROOT/include" -I"$ROOT/c_tests" -o "$BUILD/lockbench" "$BENCH/lockbench.c" \
+    -I"$SRC/include" -I"$SRC/c_tests" -o "$BUILD/lockbench" "$BENCH/lockbench.c" \
     -L"$BUILD/lib" -llocking -Wl,-rpath,'$ORIGIN/lib' -llockfile
 "$PY" -m py_compile "$BENCH/bench.py" "$BENCH/pyworker.py"
 
@@ -217,3 +232,9 @@ open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PYEOF
 say "wrote $SHARED_RESULTS"
+
+# ---- the table of issue 14 (from bench/results.md, this run)
+if [ $SHARED_ONLY -eq 0 ] && [ -f "$BENCH/results.md" ]; then
+    printf '\n'
+    sed -n '/^## Goals of issue 14/,/^## Machine and noise/p' "$BENCH/results.md" | sed '$d'
+fi
