@@ -1,494 +1,39 @@
 //! The postgres method (`Method::Postgres`, `LOCKING_METHOD_POSTGRES`)
-//! against a real PostgreSQL server that these tests start themselves:
-//! `initdb` into a temporary directory as an unprivileged user (`nobody`
-//! when run as root), trust authentication, listening on a Unix socket and
-//! on 127.0.0.1, stopped again when the test process ends.
+//! against a real PostgreSQL server that these tests start themselves
+//! (`tests/support/pg.rs`): `initdb` into a temporary directory as an
+//! unprivileged user (`nobody` when run as root), trust authentication,
+//! listening on a Unix socket and on 127.0.0.1, stopped again when the test
+//! process ends.
 //!
 //! Where the server's programs are not installed (`/usr/lib/postgresql/*/bin`,
 //! or `LOCKING_PG_BINDIR`), the tests print SKIP and pass, except in CI
 //! (`CI` set), where that is a failure: `.ci/run` installs `postgresql`.
+//! The tests across network namespaces, the chaos run and the 100 waiters
+//! are in `tests/postgres_net.rs`.
 //!
 //! From Rust (in-process threads, the core API) and from C
 //! (`c_tests/pg_client.c`, compiled here against `include/locking.h` and
 //! the freshly built `liblocking.so`: a C test suite, plus a holder process
 //! driven through stdin for the crash, stop and fork cases).
 
+#[path = "support/pg.rs"]
+mod pg;
 mod support;
 
 use locking::{Error, Expire, Locker, Method, Mode, Timeout};
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use pg::*;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
-use support::{compile, os, repo};
-
-/// Only to catch hangs.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-// ---------------------------------------------------------------------
-// The server
-
-/// The directory with `initdb`, `pg_ctl`, `postgres` and `psql`.
-fn bin_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("LOCKING_PG_BINDIR") {
-        return Some(PathBuf::from(d));
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    found.sort();
-    if let Some((_, b)) = found.pop() {
-        return Some(b);
-    }
-    // Elsewhere (Fedora, Arch, a source build) the programs are on PATH.
-    let out = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    p.is_file().then(|| p.parent().unwrap().to_path_buf())
-}
-
-/// The server's programs, or `None` after printing SKIP (a failure in CI).
-fn server_bin() -> Option<PathBuf> {
-    match bin_dir() {
-        Some(b) => Some(b),
-        None if std::env::var_os("CI").is_some() => panic!(
-            "CI: PostgreSQL's server programs (initdb, pg_ctl) are not installed; \
-             .ci/run installs the Debian package postgresql"
-        ),
-        None => {
-            eprintln!(
-                "SKIP: no PostgreSQL server programs (install postgresql, or set LOCKING_PG_BINDIR)"
-            );
-            None
-        }
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// The unprivileged user that runs the server when we are root.
-fn server_user() -> &'static str {
-    static USER: OnceLock<String> = OnceLock::new();
-    USER.get_or_init(|| {
-        let exists = |u: &str| {
-            Command::new("id")
-                .arg(u)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if exists("nobody") {
-            return "nobody".into();
-        }
-        let u = "liblocking-pg";
-        if !exists(u) {
-            let _ = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--shell", "/bin/false", u])
-                .status();
-        }
-        u.into()
-    })
-}
-
-/// A port that is free now, for a server, outside the kernel's ephemeral
-/// range (where listeners bound to port 0, and outgoing connections, get
-/// theirs), so that nothing else takes it before the server binds it.
-fn server_port() -> u16 {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let seed = std::process::id() as usize * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as usize;
-    for i in 0..1000 {
-        let port = 15000 + (seed + (N.fetch_add(1, Ordering::Relaxed) + i) * 7) % 15000;
-        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
-            return port as u16;
-        }
-    }
-    panic!("no free port for the server");
-}
-
-/// A port nothing listens on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    root: PathBuf,
-    data: PathBuf,
-    sock: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Server {
-    /// A new server (initdb, start), stopped when dropped and, whatever
-    /// happens, when this test process ends.
-    fn start(tag: &str) -> Option<Server> {
-        let bin = server_bin()?;
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "locking-pg-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = root.join("data");
-        let sock = root.join("sock");
-        for d in [&data, &sock] {
-            std::fs::create_dir(d).unwrap();
-        }
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-        if is_root() {
-            let st = Command::new("chown")
-                .arg(server_user())
-                .arg(&data)
-                .arg(&sock)
-                .status()
-                .unwrap();
-            assert!(st.success(), "chown {} failed", server_user());
-        }
-        let s = Server {
-            root,
-            data,
-            sock,
-            bin,
-            port: server_port(),
-        };
-        s.reaper();
-        let out = s
-            .as_server(&s.bin.join("initdb"))
-            .arg("-D")
-            .arg(&s.data)
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .output()
-            .expect("running initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        s.pg_ctl_start();
-        Some(s)
-    }
-
-    /// A command run as the server's user.
-    fn as_server(&self, prog: &Path) -> Command {
-        let mut c = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", server_user(), "--"]).arg(prog);
-            c
-        } else {
-            Command::new(prog)
-        };
-        // A directory the server's user can read.
-        c.current_dir(&self.root);
-        c
-    }
-
-    fn pg_ctl_start(&self) {
-        let opts = format!(
-            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=250 \
-             -c shared_buffers=16MB -c log_min_messages=warning",
-            self.sock.display(),
-            self.port
-        );
-        let out = self
-            .as_server(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .arg("-l")
-            .arg(self.data.join("log"))
-            .args(["-w", "-t", "60", "-o", &opts, "start"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed:\n{}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.data.join("log")).unwrap_or_default()
-        );
-    }
-
-    fn pg_ctl_stop(&self, mode: &str) {
-        let _ = self
-            .as_server(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-w", "-t", "60", "-m", mode, "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    /// A crash and a start: `pg_ctl stop -m immediate`, then start.
-    fn restart_immediate(&self) {
-        self.pg_ctl_stop("immediate");
-        self.pg_ctl_start();
-    }
-
-    /// Stops the server and removes its directory when this process ends,
-    /// however it ends. (Never waited for: it outlives us.)
-    #[allow(clippy::zombie_processes)]
-    fn reaper(&self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             if [ -f '{data}/postmaster.pid' ]; then {stop} -D '{data}' -m immediate stop; fi; \
-             rm -rf '{root}'",
-            pid = std::process::id(),
-            data = self.data.display(),
-            root = self.root.display(),
-            stop = if is_root() {
-                format!(
-                    "runuser -u {} -- '{}'",
-                    server_user(),
-                    self.bin.join("pg_ctl").display()
-                )
-            } else {
-                format!("'{}'", self.bin.join("pg_ctl").display())
-            }
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawning the server's reaper");
-    }
-
-    fn conninfo(&self) -> String {
-        format!(
-            "host={} port={} user=postgres dbname=postgres",
-            self.sock.display(),
-            self.port
-        )
-    }
-
-    fn tcp_conninfo(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Runs SQL with psql; returns its output (unaligned, tuples only).
-    fn psql(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.sock)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.pg_ctl_stop("immediate");
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 /// The server most tests share (none of them restarts it).
 fn shared() -> Option<&'static Server> {
     static S: OnceLock<Option<Server>> = OnceLock::new();
     S.get_or_init(|| Server::start("shared")).as_ref()
 }
-
-// ---------------------------------------------------------------------
-// Helpers
-
-fn pg_locker(conninfo: &str, name: &str, timeout: f64, expire: f64) -> Locker {
-    Locker::new(
-        name.as_bytes(),
-        Path::new(conninfo),
-        b"rust",
-        Timeout::from_secs(timeout).unwrap(),
-        Expire::from_secs(expire).unwrap(),
-        Method::Postgres,
-    )
-    .unwrap_or_else(|e| panic!("Locker::new({name}): {e}"))
-}
-
-/// A unique lock name per call (tests share the server).
-fn fresh(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The C program, built once per test process.
-fn pg_client() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let work = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("postgres")
-            .join(std::process::id().to_string());
-        std::fs::create_dir_all(&work).unwrap();
-        let exe = work.join("pg_client");
-        let lib = support::dynamic_lib_dir("postgres");
-        let mut rpath = os("-Wl,-rpath,");
-        rpath.push(&lib);
-        let mut args: Vec<OsString> = [
-            "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g", "-O1",
-        ]
-        .iter()
-        .map(os)
-        .collect();
-        args.extend([
-            os("-I"),
-            repo().join("include").into(),
-            os("-I"),
-            repo().join("c_tests").into(),
-            os("-o"),
-            exe.clone().into(),
-            repo().join("c_tests/pg_client.c").into(),
-            os("-L"),
-            lib.clone().into(),
-            os("-llocking"),
-            rpath,
-            os("-lm"),
-        ]);
-        compile("cc", &args);
-        exe
-    })
-}
-
-/// A pg_client `hold` process, driven through its stdin (namespace "rust",
-/// as [`pg_locker`]).
-struct Holder {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-}
-
-impl Holder {
-    fn spawn(conninfo: &str, name: &str, expire: f64) -> Holder {
-        let mut child = Command::new(pg_client())
-            .args(["hold", conninfo, name, &expire.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawning pg_client hold");
-        let stdin = child.stdin.take().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                match l {
-                    Ok(l) => {
-                        if tx.send(l).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let mut h = Holder {
-            child,
-            stdin,
-            lines,
-        };
-        let (rc, msg) = h.read("new");
-        assert_eq!(rc, 0, "pg_client hold: locker_new: {msg}");
-        h
-    }
-
-    fn read(&mut self, cmd: &str) -> (i32, String) {
-        let line = self
-            .lines
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("pg_client hold: no answer to {cmd}"));
-        let mut parts = line.splitn(3, ' ');
-        let got = parts.next().unwrap_or("");
-        assert_eq!(got, cmd.split(' ').next().unwrap(), "answer: {line}");
-        let rc = parts.next().and_then(|r| r.parse().ok()).expect("a code");
-        (rc, parts.next().unwrap_or("").to_string())
-    }
-
-    /// Sends a command; returns its code and detail.
-    fn ask(&mut self, cmd: &str) -> (i32, String) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-        self.read(cmd)
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: a signal to our own child process.
-        unsafe { libc::kill(self.pid(), sig) };
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const LOCK_LOST: i32 = -7;
-const UNAVAILABLE: i32 = -9;
 
 /// The server PID of a holder's session, from its holder text.
 fn backend_pid_of(l: &Locker) -> i32 {
@@ -1486,4 +1031,38 @@ fn lockrun_uses_the_postgres_method() {
     holder.unlock().unwrap();
     let ran = run(&["-n", &name, "--", "true"]);
     assert_eq!(ran.status.code(), Some(0), "{ran:?}");
+}
+
+/// With `synchronous_commit = off` on the server, a crash loses the last
+/// commits: the library's sessions turn it back on, so no fencing token is
+/// handed out twice across the crash.
+#[test]
+fn tokens_survive_a_crash_with_asynchronous_commit() {
+    let Some(s) = Server::start("asynccommit") else {
+        return;
+    };
+    s.psql("ALTER SYSTEM SET synchronous_commit = off");
+    s.psql("SELECT pg_reload_conf()");
+    let ci = s.conninfo();
+    let name = fresh("async");
+    // Draw tokens, then crash the server at once: with asynchronous
+    // commit the last commits (up to wal_writer_delay, 200 ms) are not on
+    // disk yet, unless the library's session made them synchronous.
+    let mut l = pg_locker(&ci, &name, 5.0, 0.0);
+    let mut before = 0;
+    for _ in 0..300 {
+        l.lock().unwrap();
+        before = l.fencing_token().unwrap();
+        l.unlock().unwrap();
+    }
+    drop(l);
+    s.restart_immediate();
+    let mut l = pg_locker(&ci, &name, 20.0, 0.0);
+    l.lock().unwrap();
+    let after = l.fencing_token().unwrap();
+    l.unlock().unwrap();
+    assert!(
+        after > before,
+        "token {after} after the crash, {before} was handed out before it"
+    );
 }

@@ -357,10 +357,16 @@ impl PgLocker {
         } else {
             ""
         };
+        // Fencing counters must survive a server crash: a commit that is
+        // not flushed (synchronous_commit off or local) could hand out a
+        // token again after a restart. Stronger settings (remote_apply,
+        // ...) are left as the administrator chose them.
         let sql = format!(
             "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
              SET tcp_keepalives_count = 3; SET tcp_user_timeout = {user_timeout}; \
-             SET lock_timeout = 0; SET statement_timeout = 0{idle_off}"
+             SET lock_timeout = 0; SET statement_timeout = 0{idle_off}; \
+             SELECT set_config('synchronous_commit', 'on', false) \
+             WHERE current_setting('synchronous_commit') IN ('off', 'local')"
         );
         let left = deadline.max(Instant::now() + ROUND_TRIP);
         conn.query(&sql, Some(left))
