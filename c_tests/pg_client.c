@@ -8,9 +8,29 @@
  *   pg_client new CONNINFO TIMEOUT
  *       locker_new only; prints "new <code> <locking_last_error()>";
  *   pg_client count CONNINFO NAME COUNTER FENCE N
- *       N times: lock NAME, check that the fencing token is above the one
- *       in the file FENCE (a fenced store) and write it there, increment
- *       the number in COUNTER non-atomically, unlock;
+ *       N times: lock NAME, check that nobody else is inside (a marker
+ *       file COUNTER.inside made with O_EXCL), check that the fencing token
+ *       is above the one in the file FENCE (a fenced store) and write it
+ *       there, increment the number in COUNTER non-atomically, unlock;
+ *   pg_client chaos CONNINFO NAME DIR EXPIRE
+ *       a worker of the chaos run (tests/postgres_net.rs), until the file
+ *       DIR/stop exists: lock NAME (waiting at most 2 s), draw the fencing
+ *       token, name itself in DIR/holder, read the value of the fenced
+ *       store in DIR, work 10-50 ms, write the value + 1 back (both with
+ *       the token: see store_op), remove DIR/holder, unlock. A read or
+ *       write that the store refuses must be followed by LOCK_LOST from
+ *       the unlock (else "FAIL"). Prints "refused TOKEN" and "lost TOKEN"
+ *       as they happen, and at the end one line "done got=.. ...";
+ *   pg_client gate lib|raw CONNINFO NAME|KEY
+ *       takes the lock NAME (lib: liblocking, namespace "waiters") or the
+ *       advisory lock KEY (raw: pg_advisory_lock through libpq), prints
+ *       "held", and at a line on stdin prints "released <CLOCK_MONOTONIC>"
+ *       and unlocks;
+ *   pg_client waiter lib|raw CONNINFO NAME|KEY COUNTER
+ *       connects, prints "ready", waits for the lock for ever, checks that
+ *       nobody else is inside (COUNTER.inside), increments COUNTER, draws
+ *       the fencing token (lib), unlocks; prints "got <called> <granted>
+ *       <token>" (CLOCK_MONOTONIC seconds; token 0 for raw).
  *   pg_client hold CONNINFO NAME EXPIRE
  *       a holder driven through stdin, one command a line, each answered
  *       with one line "<command> <code> [detail]":
@@ -19,6 +39,9 @@
  *         free, exit.
  */
 #include "common.h"
+
+#include <dlfcn.h>
+#include <sys/file.h>
 
 static const char *rc_name(int rc)
 {
@@ -258,6 +281,9 @@ static int count(char **argv)
 {
     const char *ci = argv[2], *name = argv[3], *counter = argv[4], *fence = argv[5];
     int n = atoi(argv[6]);
+    char *inside = NULL;
+    if (asprintf(&inside, "%s.inside", counter) < 0)
+        return 2;
     Locker *l = NULL;
     int rc = locker_new(name, ci, "c-count", LOCKING_WAIT_FOREVER, 0.0, PG, &l);
     if (rc != LOCKING_OK) {
@@ -269,6 +295,13 @@ static int count(char **argv)
         if ((rc = locker_lock(l)) != LOCKING_OK) {
             printf("lock %d %s\n", rc, locking_last_error());
             return 2;
+        }
+        int in = open(inside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (in < 0) {
+            printf("FAIL overlap: %s exists (%s)\n", inside, strerror(errno));
+            bad++;
+        } else {
+            close(in);
         }
         uint64_t tok = 0;
         if ((rc = locker_fencing_token(l, &tok)) != LOCKING_OK) {
@@ -288,12 +321,15 @@ static int count(char **argv)
         close(fd);
         if (!t_counter_incr(counter))
             return 2;
+        if (in >= 0 && unlink(inside) != 0)
+            return 2;
         if ((rc = locker_unlock(l)) != LOCKING_OK) {
             printf("unlock %d %s\n", rc, locking_last_error());
             return 2;
         }
     }
     locker_free(l);
+    free(inside);
     printf("done %d\n", bad);
     return bad ? 1 : 0;
 }
@@ -373,6 +409,366 @@ static int hold(char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* chaos: a worker writing through a fenced store                      */
+
+/*
+ * The fenced store: a value kept in DIR/log, an append-only log of every
+ * operation, one line each, written under an flock of DIR/lock (separate
+ * from the lock under test):
+ *
+ *     <op> <token> <max> <last_write> <value> <pid>
+ *
+ * with the store's state after the operation: <max>, the highest token it
+ * has seen (read or written); <last_write>, the token of the last accepted
+ * write; <value>. op: 'r' a read, accepted when token >= max (it raises
+ * max to token: an older holder cannot write after a newer one has read);
+ * 'w' a write, accepted when token >= max and token > last_write; 'R' and
+ * 'W' a refused read and write (state unchanged). A line is one write(2)
+ * to an O_APPEND descriptor, so a worker killed at any moment leaves
+ * whole lines only; the state is the last line.
+ */
+struct store_state {
+    unsigned long long max, last_w;
+    long value;
+};
+
+static bool store_last(int fd, struct store_state *st)
+{
+    memset(st, 0, sizeof *st);
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end <= 0)
+        return end == 0;
+    char buf[512];
+    off_t from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t n = pread(fd, buf, (size_t)(end - from), from);
+    if (n <= 0 || buf[n - 1] != '\n')
+        return false;
+    buf[n - 1] = '\0';
+    char *line = strrchr(buf, '\n');
+    line = line ? line + 1 : buf;
+    char op;
+    unsigned long long tok;
+    return sscanf(line, "%c %llu %llu %llu %ld", &op, &tok, &st->max, &st->last_w,
+                  &st->value) == 5;
+}
+
+/* 1 accepted, 0 refused, -1 error. A read stores the value in *value; a
+ * write writes *value. */
+static int store_op(const char *dir, char op, uint64_t tok, long *value)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int lk = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lk < 0 || flock(lk, LOCK_EX) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/log", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct store_state st;
+    if (fd < 0 || !store_last(fd, &st)) {
+        close(lk);
+        return -1;
+    }
+    bool ok;
+    if (op == 'r') {
+        ok = tok >= st.max;
+        if (ok) {
+            st.max = tok;
+            *value = st.value;
+        }
+    } else {
+        ok = tok >= st.max && tok > st.last_w;
+        if (ok) {
+            st.max = tok;
+            st.last_w = tok;
+            st.value = *value;
+        }
+    }
+    char line[160];
+    int len = snprintf(line, sizeof line, "%c %llu %llu %llu %ld %ld\n",
+                       ok ? op : (op == 'r' ? 'R' : 'W'), (unsigned long long)tok, st.max,
+                       st.last_w, st.value, (long)getpid());
+    bool written = write(fd, line, (size_t)len) == len;
+    close(fd);
+    close(lk);
+    return written ? ok : -1;
+}
+
+static int chaos(char **argv)
+{
+    const char *ci = argv[2], *name = argv[3], *dir = argv[4];
+    double expire = atof(argv[5]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char stop[PATH_MAX], holder[PATH_MAX], tmp[PATH_MAX];
+    snprintf(stop, sizeof stop, "%s/stop", dir);
+    snprintf(holder, sizeof holder, "%s/holder", dir);
+    snprintf(tmp, sizeof tmp, "%s/holder.%ld", dir, (long)getpid());
+    srand((unsigned)getpid());
+    Locker *l = NULL;
+    int got = 0, accepted = 0, refused = 0, lost = 0, unavailable = 0, timeouts = 0, bad = 0;
+    while (access(stop, F_OK) != 0) {
+        int rc;
+        if (l == NULL) {
+            rc = locker_new(name, ci, "chaos", 2.0, expire, PG, &l);
+            if (rc != LOCKING_OK) {
+                if (rc != LOCKING_E_UNAVAILABLE) {
+                    printf("FAIL new %d %s\n", rc, locking_last_error());
+                    return 2;
+                }
+                l = NULL;
+                unavailable++;
+                t_sleep(0.1);
+                continue;
+            }
+        }
+        rc = locker_acquire(l, LOCKING_EXCLUSIVE, 2.0);
+        if (rc == LOCKING_E_LOCKER_FAILED) {
+            timeouts++;
+            continue;
+        }
+        if (rc == LOCKING_E_UNAVAILABLE) {
+            unavailable++;
+            t_sleep(0.1);
+            continue;
+        }
+        if (rc != LOCKING_OK) {
+            printf("FAIL acquire %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+        got++;
+        uint64_t tok = 0;
+        rc = locker_fencing_token(l, &tok);
+        if (rc != LOCKING_OK) {
+            if (rc != LOCKING_E_LOCK_LOST) {
+                printf("FAIL token %d %s\n", rc, locking_last_error());
+                return 2;
+            }
+            lost++;
+            printf("lost %llu\n", (unsigned long long)tok);
+            locker_unlock(l);
+            continue;
+        }
+        char buf[32];
+        int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, buf, (size_t)len) != len || close(fd) != 0 ||
+            rename(tmp, holder) != 0) {
+            printf("FAIL holder file: %s\n", strerror(errno));
+            return 2;
+        }
+        long v = 0;
+        int ok = store_op(dir, 'r', tok, &v);
+        if (ok == 1) {
+            t_sleep((10 + rand() % 40) / 1000.0); /* the work */
+            long next = v + 1;
+            ok = store_op(dir, 'w', tok, &next);
+            accepted += ok == 1;
+        }
+        if (ok < 0) {
+            printf("FAIL store: %s\n", strerror(errno));
+            return 2;
+        }
+        if (ok == 0) {
+            refused++;
+            printf("refused %llu\n", (unsigned long long)tok);
+        }
+        unlink(holder);
+        rc = locker_unlock(l);
+        if (rc == LOCKING_E_LOCK_LOST) {
+            lost++;
+            printf("lost %llu\n", (unsigned long long)tok);
+        } else if (rc != LOCKING_OK) {
+            printf("FAIL unlock %d %s\n", rc, locking_last_error());
+            return 2;
+        } else if (ok == 0) {
+            /* the store saw a newer token while our session still held the
+             * lock: two holders at once */
+            printf("FAIL token %llu refused by the store, yet the unlock succeeded\n",
+                   (unsigned long long)tok);
+            bad++;
+        }
+    }
+    locker_free(l);
+    printf("done got=%d accepted=%d refused=%d lost=%d unavailable=%d timeouts=%d bad=%d\n",
+           got, accepted, refused, lost, unavailable, timeouts, bad);
+    return bad ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* gate and waiter: 100 waiters at once, liblocking and raw libpq        */
+
+/* The few libpq functions the raw modes use, loaded with dlopen as the
+ * library loads them (LOCKING_LIBPQ, else libpq.so.5). */
+typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
+static struct {
+    PGconn *(*connectdb)(const char *);
+    int (*status)(const PGconn *);
+    char *(*error_message)(const PGconn *);
+    PGresult *(*exec)(PGconn *, const char *);
+    int (*result_status)(const PGresult *);
+    void (*clear)(PGresult *);
+    void (*finish)(PGconn *);
+} pq;
+enum { CONNECTION_OK = 0, PGRES_COMMAND_OK = 1, PGRES_TUPLES_OK = 2 };
+
+static void pq_sym(void *h, const char *name, void *fp)
+{
+    void *sym = dlsym(h, name);
+    if (sym == NULL) {
+        printf("FAIL libpq has no %s\n", name);
+        exit(2);
+    }
+    memcpy(fp, &sym, sizeof sym);
+}
+
+static PGconn *raw_connect(const char *ci)
+{
+    if (pq.connectdb == NULL) {
+        const char *path = getenv("LOCKING_LIBPQ");
+        void *h = dlopen(path ? path : "libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            printf("FAIL dlopen libpq: %s\n", dlerror());
+            exit(2);
+        }
+        pq_sym(h, "PQconnectdb", &pq.connectdb);
+        pq_sym(h, "PQstatus", &pq.status);
+        pq_sym(h, "PQerrorMessage", &pq.error_message);
+        pq_sym(h, "PQexec", &pq.exec);
+        pq_sym(h, "PQresultStatus", &pq.result_status);
+        pq_sym(h, "PQclear", &pq.clear);
+        pq_sym(h, "PQfinish", &pq.finish);
+    }
+    PGconn *c = pq.connectdb(ci);
+    if (c == NULL || pq.status(c) != CONNECTION_OK) {
+        printf("FAIL connect: %s\n", c ? pq.error_message(c) : "out of memory");
+        exit(2);
+    }
+    return c;
+}
+
+static void raw_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = pq.exec(c, sql);
+    int st = r ? pq.result_status(r) : -1;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        printf("FAIL %s: %s\n", sql, pq.error_message(c));
+        exit(2);
+    }
+    pq.clear(r);
+}
+
+static int gate(char **argv)
+{
+    bool raw = strcmp(argv[2], "raw") == 0;
+    const char *ci = argv[3], *name = argv[4];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char sql[128];
+    Locker *l = NULL;
+    PGconn *c = NULL;
+    if (raw) {
+        c = raw_connect(ci);
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%s)", name);
+        raw_exec(c, sql);
+    } else {
+        int rc = locker_new(name, ci, "waiters", LOCKING_WAIT_FOREVER, 0.0, PG, &l);
+        if (rc == LOCKING_OK)
+            rc = locker_lock(l);
+        if (rc != LOCKING_OK) {
+            printf("FAIL gate %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+    }
+    printf("held\n");
+    char line[64];
+    if (fgets(line, sizeof line, stdin) == NULL)
+        return 2;
+    double t0 = t_now();
+    if (raw) {
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%s)", name);
+        raw_exec(c, sql);
+        pq.finish(c);
+    } else {
+        int rc = locker_unlock(l);
+        if (rc != LOCKING_OK) {
+            printf("FAIL unlock %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+        locker_free(l);
+    }
+    printf("released %.6f\n", t0);
+    return 0;
+}
+
+static int waiter(char **argv)
+{
+    bool raw = strcmp(argv[2], "raw") == 0;
+    const char *ci = argv[3], *name = argv[4], *counter = argv[5];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char inside[PATH_MAX], sql[128];
+    snprintf(inside, sizeof inside, "%s.inside", counter);
+    Locker *l = NULL;
+    PGconn *c = NULL;
+    if (raw) {
+        c = raw_connect(ci);
+    } else {
+        int rc = locker_new(name, ci, "waiters", LOCKING_WAIT_FOREVER, 0.0, PG, &l);
+        if (rc != LOCKING_OK) {
+            printf("FAIL new %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+    }
+    printf("ready\n");
+    double called = t_now();
+    if (raw) {
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%s)", name);
+        raw_exec(c, sql);
+    } else {
+        int rc = locker_lock(l);
+        if (rc != LOCKING_OK) {
+            printf("FAIL lock %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+    }
+    double granted = t_now();
+    int bad = 0;
+    int in = open(inside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (in < 0) {
+        printf("FAIL overlap: %s exists\n", inside);
+        bad++;
+    } else {
+        close(in);
+    }
+    if (!t_counter_incr(counter)) {
+        printf("FAIL counter\n");
+        return 2;
+    }
+    uint64_t tok = 0;
+    if (!raw) {
+        int rc = locker_fencing_token(l, &tok);
+        if (rc != LOCKING_OK) {
+            printf("FAIL token %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+    }
+    if (in >= 0)
+        unlink(inside);
+    if (raw) {
+        snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%s)", name);
+        raw_exec(c, sql);
+        pq.finish(c);
+    } else {
+        int rc = locker_unlock(l);
+        if (rc != LOCKING_OK) {
+            printf("FAIL unlock %d %s\n", rc, locking_last_error());
+            return 2;
+        }
+        locker_free(l);
+    }
+    printf("got %.6f %.6f %llu\n", called, granted, (unsigned long long)tok);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "suite") == 0)
@@ -389,6 +785,12 @@ int main(int argc, char **argv)
         return count(argv);
     if (argc >= 5 && strcmp(argv[1], "hold") == 0)
         return hold(argv);
+    if (argc >= 6 && strcmp(argv[1], "chaos") == 0)
+        return chaos(argv);
+    if (argc >= 5 && strcmp(argv[1], "gate") == 0)
+        return gate(argv);
+    if (argc >= 6 && strcmp(argv[1], "waiter") == 0)
+        return waiter(argv);
     fprintf(stderr, "usage: see the comment at the top of pg_client.c\n");
     return 64;
 }
