@@ -1028,6 +1028,11 @@ fn lockrun_uses_the_postgres_method() {
     assert_eq!(busy.status.code(), Some(75), "{busy:?}");
     let held = run(&["--check", &name]);
     assert_eq!(held.status.code(), Some(1), "{held:?}");
+    let said = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        said.contains(&format!("pid {}", std::process::id())) && !said.contains("unknown party"),
+        "--check should name the holder: {said}"
+    );
     holder.unlock().unwrap();
     let ran = run(&["-n", &name, "--", "true"]);
     assert_eq!(ran.status.code(), Some(0), "{ran:?}");

@@ -460,18 +460,37 @@ fn lock_failure(e: &Error) -> Exit {
 }
 
 fn describe(info: &HolderInfo) -> String {
+    let state = match info.liveness {
+        Liveness::Alive => "running",
+        Liveness::Dead => "dead",
+        Liveness::Unknown => "not visible from here",
+    };
     let mut s = match &info.record {
         Some(r) => {
-            let state = match info.liveness {
-                Liveness::Alive => "running",
-                Liveness::Dead => "dead",
-                Liveness::Unknown => "not visible from here",
-            };
             format!(
                 "pid {} on host {} ({state}, method {}{})",
                 r.owner.pid,
                 r.owner.host,
                 r.method,
+                if info.mode == Mode::Shared {
+                    ", shared"
+                } else {
+                    ""
+                }
+            )
+        }
+        // A lock service (postgres) names its holder by other facts.
+        None if !info.extra.is_empty() => {
+            let get = |k: &str| {
+                info.extra
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map_or("?", |(_, v)| v.as_str())
+            };
+            format!(
+                "pid {} on host {} ({state}{})",
+                get("pid"),
+                get("host"),
                 if info.mode == Mode::Shared {
                     ", shared"
                 } else {
