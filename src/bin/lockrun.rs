@@ -450,7 +450,10 @@ fn os_failure(msg: String) -> Exit {
 
 fn lock_failure(e: &Error) -> Exit {
     let status = match e {
-        Error::InvalidArgument(_) => EX_USAGE,
+        // A bad option, or a lock directory that holds another method's
+        // entry (or something else the library did not make): the command
+        // line has to change, not the system.
+        Error::InvalidArgument(_) | Error::Untrusted(_) => EX_USAGE,
         _ => EX_OSERR,
     };
     Exit {
