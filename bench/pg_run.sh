@@ -52,7 +52,7 @@ mkdir -p "$OUT/lib"
 cp "$TARGET/release/liblocking.so" "$OUT/lib/liblocking.so"
 SONAME="$(readelf -d "$OUT/lib/liblocking.so" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')"
 [ -z "$SONAME" ] || [ "$SONAME" = liblocking.so ] || ln -sf liblocking.so "$OUT/lib/$SONAME"
-cc -std=c11 -O2 -Wall -Wextra -Werror -I "$ROOT/include" -o "$OUT/pgbench" "$BENCH/pgbench.c" \
+cc -std=c11 -O2 -Wall -Wextra -Werror -I "$ROOT/include" -I "$ROOT/c_tests" -o "$OUT/pgbench" "$BENCH/pgbench.c" \
     -L "$OUT/lib" -llocking -Wl,-rpath,"$OUT/lib" -ldl -lm
 
 # ---- the server

@@ -67,42 +67,14 @@ static double now(void)
 
 /* ------------------------------------------------------------- libpq */
 
-typedef struct pg_conn PGconn;
-typedef struct pg_result PGresult;
-static struct {
-    PGconn *(*connectdb)(const char *);
-    int (*status)(const PGconn *);
-    char *(*error_message)(const PGconn *);
-    PGresult *(*exec)(PGconn *, const char *);
-    int (*result_status)(const PGresult *);
-    char *(*getvalue)(const PGresult *, int, int);
-    void (*clear)(PGresult *);
-    void (*finish)(PGconn *);
-} pq;
-enum { CONNECTION_OK = 0, PGRES_COMMAND_OK = 1, PGRES_TUPLES_OK = 2 };
+#include "pq_dl.h"
 
-static void pq_sym(void *h, const char *name, void *fp)
-{
-    void *sym = dlsym(h, name);
-    if (sym == NULL)
-        die("libpq has no %s", name);
-    memcpy(fp, &sym, sizeof sym);
-}
 
-static void pq_load(void)
+static void pq_load_or_die(void)
 {
-    const char *path = getenv("LOCKING_LIBPQ");
-    void *h = dlopen(path ? path : "libpq.so.5", RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL)
-        die("cannot load libpq: %s", dlerror());
-    pq_sym(h, "PQconnectdb", &pq.connectdb);
-    pq_sym(h, "PQstatus", &pq.status);
-    pq_sym(h, "PQerrorMessage", &pq.error_message);
-    pq_sym(h, "PQexec", &pq.exec);
-    pq_sym(h, "PQresultStatus", &pq.result_status);
-    pq_sym(h, "PQgetvalue", &pq.getvalue);
-    pq_sym(h, "PQclear", &pq.clear);
-    pq_sym(h, "PQfinish", &pq.finish);
+    const char *why = pq_load();
+    if (why != NULL)
+        die("%s", why);
 }
 
 static PGconn *raw_connect(const char *ci)
@@ -452,7 +424,7 @@ int main(int argc, char **argv)
     }
     if (first >= argc)
         die("usage: pgbench [--quick] [--latency-only] LABEL=CONNINFO...");
-    pq_load();
+    pq_load_or_die();
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = first; i < argc; i++) {
         char *eq = strchr(argv[i], '=');

@@ -597,47 +597,15 @@ static int chaos(char **argv)
 /* ------------------------------------------------------------------ */
 /* gate and waiter: 100 waiters at once, liblocking and raw libpq        */
 
-/* The few libpq functions the raw modes use, loaded with dlopen as the
- * library loads them (LOCKING_LIBPQ, else libpq.so.5). */
-typedef struct pg_conn PGconn;
-typedef struct pg_result PGresult;
-static struct {
-    PGconn *(*connectdb)(const char *);
-    int (*status)(const PGconn *);
-    char *(*error_message)(const PGconn *);
-    PGresult *(*exec)(PGconn *, const char *);
-    int (*result_status)(const PGresult *);
-    void (*clear)(PGresult *);
-    void (*finish)(PGconn *);
-} pq;
-enum { CONNECTION_OK = 0, PGRES_COMMAND_OK = 1, PGRES_TUPLES_OK = 2 };
-
-static void pq_sym(void *h, const char *name, void *fp)
-{
-    void *sym = dlsym(h, name);
-    if (sym == NULL) {
-        printf("FAIL libpq has no %s\n", name);
-        exit(2);
-    }
-    memcpy(fp, &sym, sizeof sym);
-}
+/* The few libpq functions the raw modes use (pq_dl.h). */
+#include "pq_dl.h"
 
 static PGconn *raw_connect(const char *ci)
 {
-    if (pq.connectdb == NULL) {
-        const char *path = getenv("LOCKING_LIBPQ");
-        void *h = dlopen(path ? path : "libpq.so.5", RTLD_NOW | RTLD_LOCAL);
-        if (h == NULL) {
-            printf("FAIL dlopen libpq: %s\n", dlerror());
-            exit(2);
-        }
-        pq_sym(h, "PQconnectdb", &pq.connectdb);
-        pq_sym(h, "PQstatus", &pq.status);
-        pq_sym(h, "PQerrorMessage", &pq.error_message);
-        pq_sym(h, "PQexec", &pq.exec);
-        pq_sym(h, "PQresultStatus", &pq.result_status);
-        pq_sym(h, "PQclear", &pq.clear);
-        pq_sym(h, "PQfinish", &pq.finish);
+    const char *why = pq_load();
+    if (why != NULL) {
+        printf("FAIL %s\n", why);
+        exit(2);
     }
     PGconn *c = pq.connectdb(ci);
     if (c == NULL || pq.status(c) != CONNECTION_OK) {

@@ -23,6 +23,8 @@ fn pgbench_c_builds() {
     args.extend([
         os("-I"),
         repo().join("include").into(),
+        os("-I"),
+        repo().join("c_tests").into(),
         os("-o"),
         out.join("pgbench").into(),
         repo().join("bench/pgbench.c").into(),
