@@ -52,6 +52,16 @@ struct Held {
     fence: AtomicU64,
 }
 
+/// What a locker's steps after taking the gate came to.
+enum Entered {
+    /// The gate is the exclusive lock, now held.
+    Exclusive,
+    /// Our shared entry and its fencing token; the gate is let go.
+    Shared(SharedHold, u64),
+    /// The gate was broken under us: start over.
+    GateLost,
+}
+
 /// How long to wait before looking again at a lock that another party is
 /// busy releasing or breaking.
 const BUSY_RETRY: Duration = Duration::from_millis(2);
@@ -239,22 +249,29 @@ impl DirLocker {
             }
             let done = match mode {
                 Mode::Shared => self.enter_shared(&token),
-                _ => self
-                    .drain_readers(&token, deadline, timeout)
-                    .map(|ok| ok.then_some(None)),
+                _ => self.drain_readers(&token, deadline, timeout).map(|ok| {
+                    if ok {
+                        Entered::Exclusive
+                    } else {
+                        Entered::GateLost
+                    }
+                }),
             };
             match done {
-                Ok(Some(Some((hold, fence)))) => {
+                Ok(Entered::Shared(hold, fence)) => {
                     self.held = Some(Held::new(hold.token().to_string(), Some(hold), fence));
                     return Ok(());
                 }
-                Ok(Some(None)) => {
+                Ok(Entered::Exclusive) => {
                     self.held = Some(Held::new(token, None, 0));
                     return Ok(());
                 }
-                // The gate was broken under us: start over.
-                Ok(None) => {
-                    let _ = self.backend.release(&self.entry, &token);
+                // The gate was broken under us: start over (a shared
+                // locker has let go of it already).
+                Ok(Entered::GateLost) => {
+                    if mode != Mode::Shared {
+                        let _ = self.backend.release(&self.entry, &token);
+                    }
                 }
                 Err(e) => {
                     let _ = self.backend.release(&self.entry, &token);
@@ -272,14 +289,13 @@ impl DirLocker {
     }
 
     /// A shared locker's steps while it holds the gate: its shared entry,
-    /// its fencing token, the gate re-checked, the gate let go. `Ok(None)`:
-    /// the gate was lost, start over.
-    #[allow(clippy::type_complexity)]
-    fn enter_shared(&mut self, gate: &str) -> Result<Option<Option<(SharedHold, u64)>>> {
+    /// its fencing token, the gate re-checked, the gate let go.
+    fn enter_shared(&mut self, gate: &str) -> Result<Entered> {
         let stamp = Stamp::new(self.method.name(), next_token());
         let kernel = self.method == Method::Kernel;
         let Some(hold) = shared::create(&self.entry, &stamp, kernel)? else {
-            return Ok(None);
+            let _ = self.backend.release(&self.entry, gate);
+            return Ok(Entered::GateLost);
         };
         let fence = match self.counter.draw(&self.entry) {
             Ok(t) => t,
@@ -293,10 +309,10 @@ impl DirLocker {
         // the entry count. If it was lost, our entry may have been made
         // after a writer looked: take it back and start over.
         match self.backend.release(&self.entry, gate) {
-            Ok(()) => Ok(Some(Some((hold, fence)))),
+            Ok(()) => Ok(Entered::Shared(hold, fence)),
             Err(Error::LockLost(_)) => {
                 let _ = hold.release();
-                Ok(None)
+                Ok(Entered::GateLost)
             }
             Err(e) => {
                 let _ = hold.release();
